@@ -1,0 +1,184 @@
+//! The `Classifier` actor: a pool of workers (a ractor factory) that turn
+//! conversations into route decisions.
+//!
+//! Requests queue at the factory and go to whichever worker is free
+//! (`QueuerRouting`), so one slow classification does not hold up the
+//! requests behind it while another worker idles. The scoring itself is
+//! CPU work and runs on tokio's blocking pool, off the async runtime.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use ractor::factory::{
+    Factory, FactoryArguments, FactoryMessage, FactoryRef, Job, Worker, WorkerId,
+    queues::DefaultQueue, routing::QueuerRouting, worker_builder,
+};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use switchyard_types::{Conversation, RouteDecision};
+
+use crate::{ClassifierError, RouterIndexes};
+
+/// Messages the classifier pool accepts.
+#[derive(Debug)]
+pub enum ClassifierMsg {
+    /// Decide which of `router`'s tasks `conversation` asks for. The reply
+    /// carries the decision, or why there is none (unknown router).
+    Classify {
+        router: String,
+        conversation: Conversation,
+        reply: RpcReplyPort<Result<RouteDecision, ClassifierError>>,
+    },
+}
+
+/// Handle to the pool; cheap to clone.
+pub type ClassifierPool = FactoryRef<(), ClassifierMsg>;
+
+/// The indexes every worker reads. Swapped whole when routers change, so a
+/// decision never sees half of an old configuration and half of a new one.
+pub type SharedIndexes = Arc<ArcSwap<RouterIndexes>>;
+
+/// One worker of the pool; stateless apart from the shared indexes.
+#[derive(Debug)]
+struct ClassifierWorker {
+    indexes: SharedIndexes,
+}
+
+impl Worker for ClassifierWorker {
+    type Key = ();
+    type Message = ClassifierMsg;
+    type Arguments = ();
+    type State = ();
+
+    async fn pre_start(
+        &self,
+        _wid: WorkerId,
+        _factory: &ActorRef<FactoryMessage<(), ClassifierMsg>>,
+        _args: (),
+    ) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _wid: WorkerId,
+        _factory: &ActorRef<FactoryMessage<(), ClassifierMsg>>,
+        Job { msg, key, .. }: Job<(), ClassifierMsg>,
+        _state: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ClassifierMsg::Classify {
+                router,
+                conversation,
+                reply,
+            } => {
+                let indexes = self.indexes.load_full();
+                let decision =
+                    tokio::task::spawn_blocking(move || indexes.decide(&router, &conversation))
+                        .await
+                        .map_err(|err| ClassifierError::Unavailable(err.to_string()))
+                        .and_then(|result| result);
+                // The caller may have given up (client gone); nothing to do then.
+                let _ = reply.send(decision);
+            }
+        }
+        Ok(key)
+    }
+}
+
+/// Starts a pool of `workers` classifier workers reading `indexes`.
+pub async fn spawn_pool(
+    indexes: SharedIndexes,
+    workers: usize,
+) -> Result<(ClassifierPool, tokio::task::JoinHandle<()>), ClassifierError> {
+    let factory = Factory::<
+        (),
+        ClassifierMsg,
+        (),
+        ClassifierWorker,
+        QueuerRouting<(), ClassifierMsg>,
+        DefaultQueue<(), ClassifierMsg>,
+    >::default();
+    let arguments = FactoryArguments::builder()
+        .worker_builder(Box::new(worker_builder(move |_wid| {
+            (
+                ClassifierWorker {
+                    indexes: indexes.clone(),
+                },
+                (),
+            )
+        })))
+        .queue(Default::default())
+        .router(Default::default())
+        .num_initial_workers(workers.max(1))
+        .build();
+    let (pool, handle) = Actor::spawn(Some("classifier".to_owned()), factory, arguments)
+        .await
+        .map_err(|err| ClassifierError::Unavailable(err.to_string()))?;
+    Ok((pool, handle))
+}
+
+/// Asks the pool for a decision.
+pub async fn classify(
+    pool: &ClassifierPool,
+    router: &str,
+    conversation: Conversation,
+) -> Result<RouteDecision, ClassifierError> {
+    let router = router.to_owned();
+    let result = pool
+        .call_job(
+            (),
+            |reply| ClassifierMsg::Classify {
+                router,
+                conversation,
+                reply,
+            },
+            None,
+        )
+        .await
+        .map_err(|err| ClassifierError::Unavailable(err.to_string()))?;
+    match result {
+        ractor::rpc::CallResult::Success(decision) => decision,
+        ractor::rpc::CallResult::Timeout => {
+            Err(ClassifierError::Unavailable("timed out".to_owned()))
+        }
+        ractor::rpc::CallResult::SenderError => Err(ClassifierError::Unavailable(
+            "worker dropped the request".to_owned(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use switchyard_config::Config;
+    use switchyard_types::{Role, Turn};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn pool_answers_concurrent_requests() {
+        let config = Config::embedded_default(&HashMap::new()).unwrap();
+        let classifier = crate::build("bm25", 1.0).unwrap();
+        let indexes = RouterIndexes::prepare(&config, classifier.as_ref()).unwrap();
+        let (pool, handle) = spawn_pool(Arc::new(ArcSwap::from_pointee(indexes)), 2)
+            .await
+            .unwrap();
+        let ask = |text: &str| Conversation {
+            turns: vec![Turn {
+                role: Role::User,
+                text: text.to_owned(),
+            }],
+        };
+        let (a, b) = tokio::join!(
+            classify(&pool, "writing", ask("Translate this paragraph into French")),
+            classify(&pool, "writing", ask("Write a poem about the sea")),
+        );
+        assert_eq!(a.unwrap().route, "translation");
+        assert_eq!(b.unwrap().route, "creative_writing");
+        let missing = classify(&pool, "nope", ask("hi")).await;
+        assert!(matches!(missing, Err(ClassifierError::UnknownRouter(_))));
+        pool.stop(None);
+        handle.await.unwrap();
+    }
+}

@@ -1,0 +1,156 @@
+//! The classifier stage: which of a router's tasks does a conversation ask for?
+//!
+//! Sits between ingress and the ranker. A [`Classifier`] turns a router's
+//! task descriptions into a [`RouteIndex`] once per configuration (so
+//! descriptions are analysed once, not per request); the index then scores
+//! each conversation against every task and answers a task name or `other`.
+//!
+//! # Layout
+//! - [`bm25`]: the lexical baseline shipped first, kept for comparison with
+//!   the learned classifiers that replace it.
+//! - [`actor`]: the `Classifier` actor, a pool of workers (a ractor factory)
+//!   that the ingress calls; classification runs off the async runtime.
+//! - [`RouterIndexes`]: the prepared indexes for every router of a config.
+
+pub mod actor;
+pub mod bm25;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use switchyard_config::Config;
+use switchyard_types::{Conversation, OTHER_ROUTE, RouteDecision};
+
+pub use actor::{ClassifierMsg, ClassifierPool, SharedIndexes, classify, spawn_pool};
+pub use bm25::Bm25Classifier;
+
+/// Why a conversation could not be classified.
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifierError {
+    #[error("unknown classifier `{0}`; available: {available}", available = AVAILABLE.join(", "))]
+    UnknownClassifier(String),
+    #[error("unknown router `{0}`")]
+    UnknownRouter(String),
+    #[error("a router needs at least one task")]
+    NoRoutes,
+    #[error("the classifier pool is not running: {0}")]
+    Unavailable(String),
+}
+
+/// Names accepted by [`build`].
+pub const AVAILABLE: &[&str] = &["bm25"];
+
+/// One task a request can be routed to, as the classifier sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RouteSpec {
+    pub name: String,
+    pub description: String,
+}
+
+/// A classifier's verdict: per-route scores and the winner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classification {
+    /// Index into the route list, or `None` for `other`.
+    pub route: Option<usize>,
+    /// One score per route, in route order.
+    pub scores: Vec<f32>,
+}
+
+/// Turns route descriptions into a [`RouteIndex`]. Implementations:
+/// [`Bm25Classifier`] now; the burn encoder and MoE head later.
+pub trait Classifier: Send + Sync + std::fmt::Debug {
+    /// Short name used in metrics, `/v1/route` and `switchyard eval`.
+    fn name(&self) -> &'static str;
+
+    /// Analyses a route set once, so each request only analyses its own text.
+    fn prepare(&self, routes: &[RouteSpec]) -> Result<Arc<dyn RouteIndex>, ClassifierError>;
+}
+
+/// A prepared route set that scores conversations. Synchronous and CPU-bound
+/// by design: callers run it off the async runtime.
+pub trait RouteIndex: Send + Sync + std::fmt::Debug {
+    fn routes(&self) -> &[RouteSpec];
+    fn classify(&self, conversation: &Conversation) -> Classification;
+}
+
+/// Builds the classifier named in the config or on the command line.
+pub fn build(kind: &str, other_threshold: f32) -> Result<Arc<dyn Classifier>, ClassifierError> {
+    match kind {
+        "bm25" => Ok(Arc::new(Bm25Classifier::new(other_threshold))),
+        other => Err(ClassifierError::UnknownClassifier(other.to_owned())),
+    }
+}
+
+/// The prepared index of every router in a configuration.
+#[derive(Debug, Clone)]
+pub struct RouterIndexes {
+    classifier: &'static str,
+    by_router: HashMap<String, Arc<dyn RouteIndex>>,
+}
+
+impl RouterIndexes {
+    pub fn prepare(config: &Config, classifier: &dyn Classifier) -> Result<Self, ClassifierError> {
+        let mut by_router = HashMap::with_capacity(config.routers.len());
+        for router in &config.routers {
+            let routes: Vec<RouteSpec> = router
+                .tasks
+                .iter()
+                .map(|task| RouteSpec {
+                    name: task.name.clone(),
+                    description: task.description.clone(),
+                })
+                .collect();
+            by_router.insert(router.name.clone(), classifier.prepare(&routes)?);
+        }
+        Ok(RouterIndexes {
+            classifier: classifier.name(),
+            by_router,
+        })
+    }
+
+    /// Classifies a conversation for a router. Blocking: CPU work.
+    pub fn decide(
+        &self,
+        router: &str,
+        conversation: &Conversation,
+    ) -> Result<RouteDecision, ClassifierError> {
+        let index = self
+            .by_router
+            .get(router)
+            .ok_or_else(|| ClassifierError::UnknownRouter(router.to_owned()))?;
+        let started = std::time::Instant::now();
+        let classification = index.classify(conversation);
+        Ok(to_decision(
+            router,
+            self.classifier,
+            index.routes(),
+            classification,
+            started.elapsed(),
+        ))
+    }
+}
+
+/// Names a classification's winner and pairs each score with its route.
+pub fn to_decision(
+    router: &str,
+    classifier: &str,
+    routes: &[RouteSpec],
+    classification: Classification,
+    elapsed: std::time::Duration,
+) -> RouteDecision {
+    let route = classification
+        .route
+        .and_then(|index| routes.get(index))
+        .map_or_else(|| OTHER_ROUTE.to_owned(), |spec| spec.name.clone());
+    RouteDecision {
+        router: router.to_owned(),
+        route,
+        scores: routes
+            .iter()
+            .map(|spec| spec.name.clone())
+            .zip(classification.scores)
+            .collect(),
+        classifier: classifier.to_owned(),
+        elapsed,
+    }
+}

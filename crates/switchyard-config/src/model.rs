@@ -1,0 +1,204 @@
+//! The validated configuration the node runs on.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// An API key. Its `Debug` never shows the value, so a key cannot reach a
+/// log line through `{:?}` of a config struct.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The key itself; call only where it goes on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenAI's chat-completions API, or any endpoint that speaks it.
+    OpenAi,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoMode {
+    /// Demo upstreams only when no provider has a key.
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: String,
+    pub api_key_env: Option<String>,
+    pub api_key: Option<Secret>,
+    /// False when the provider needs a key that the environment lacks; its
+    /// models are skipped by dispatch rather than sent unauthenticated.
+    pub available: bool,
+    /// True when a built-in demo upstream stands in for the real endpoint.
+    pub demo: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Price {
+    /// USD per million tokens.
+    PerToken { input: f64, output: f64 },
+    /// USD per hour of capacity; no per-request cost.
+    Hourly { usd_per_hour: f64 },
+}
+
+impl Price {
+    /// USD cost of a response with these token counts; zero for hourly capacity.
+    pub fn cost_usd(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        match *self {
+            Price::PerToken { input, output } => {
+                (prompt_tokens as f64 * input + completion_tokens as f64 * output) / 1_000_000.0
+            }
+            Price::Hourly { .. } => 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub id: String,
+    pub provider: String,
+    pub upstream: String,
+    pub price: Price,
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelectionPolicy {
+    /// Lowest input + output price per million tokens first.
+    Cheapest,
+    /// Lowest measured time-to-first-token first.
+    Fastest,
+    /// The declared order.
+    Manual,
+}
+
+impl SelectionPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SelectionPolicy::Cheapest => "cheapest",
+            SelectionPolicy::Fastest => "fastest",
+            SelectionPolicy::Manual => "manual",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub name: String,
+    pub description: String,
+    pub models: Vec<String>,
+    pub policy: SelectionPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct Router {
+    pub name: String,
+    pub description: Option<String>,
+    pub tasks: Vec<Task>,
+    pub fallback_models: Vec<String>,
+}
+
+impl Router {
+    pub fn task(&self, name: &str) -> Option<&Task> {
+        self.tasks.iter().find(|task| task.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClassifierConfig {
+    pub kind: String,
+    pub workers: usize,
+    pub other_threshold: f32,
+}
+
+#[derive(Debug, Clone)]
+pub struct AffinityConfig {
+    pub ttl: Duration,
+    pub max_sessions: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub total_timeout: Duration,
+}
+
+/// A validated configuration: every reference resolves, every name is unique.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub prices_as_of: Option<String>,
+    pub demo: DemoMode,
+    pub providers: Vec<Provider>,
+    pub models: Vec<Model>,
+    pub routers: Vec<Router>,
+    pub classifier: ClassifierConfig,
+    pub affinity: AffinityConfig,
+    pub dispatch: DispatchConfig,
+    /// Model id or alias → index in `models`.
+    pub(crate) model_names: HashMap<String, usize>,
+}
+
+impl Config {
+    /// A model by id or alias.
+    pub fn model(&self, name: &str) -> Option<&Model> {
+        self.model_names
+            .get(name)
+            .and_then(|&index| self.models.get(index))
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&Provider> {
+        self.providers.iter().find(|provider| provider.name == name)
+    }
+
+    pub fn router(&self, name: &str) -> Option<&Router> {
+        self.routers.iter().find(|router| router.name == name)
+    }
+
+    /// True when built-in demo upstreams serve every provider.
+    pub fn demo_active(&self) -> bool {
+        self.providers.iter().all(|provider| provider.demo)
+    }
+
+    /// Points every provider at a demo upstream (used by the composition
+    /// root once it has started one).
+    pub fn use_demo_upstream(&mut self, base_url: &str) {
+        for provider in &mut self.providers {
+            provider.base_url = base_url.to_owned();
+            provider.api_key = None;
+            provider.available = true;
+            provider.demo = true;
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The configuration file's shape, exactly as written by an operator.
+//!
+//! Every struct denies unknown fields: a misspelt `selection_polcy` must
+//! stop the node at start, not silently fall back to a default.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    /// Date the listed prices were checked, e.g. `2025-11-24`; shown in `/v1/models`.
+    #[serde(default)]
+    pub prices_as_of: Option<String>,
+    /// `auto` (default): demo upstreams when no provider key is set; `on`; `off`.
+    #[serde(default)]
+    pub demo: Option<String>,
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    #[serde(default)]
+    pub models: Vec<RawModel>,
+    #[serde(default)]
+    pub routers: Vec<RawRouter>,
+    #[serde(default)]
+    pub classifier: RawClassifier,
+    #[serde(default)]
+    pub affinity: RawAffinity,
+    #[serde(default)]
+    pub dispatch: RawDispatch,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// HTTP listen address, `127.0.0.1:8080` by default.
+    pub listen: Option<String>,
+    /// Directory for node state, `./data` by default.
+    pub data_dir: Option<String>,
+    /// Largest request body accepted, in bytes (413 above it).
+    pub max_body_bytes: Option<usize>,
+    /// How long shutdown waits for in-flight requests to finish.
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub name: String,
+    /// `openai` (any OpenAI-compatible endpoint).
+    pub kind: String,
+    pub base_url: String,
+    /// Name of the environment variable holding the API key; omit for
+    /// endpoints that take none (a local vLLM, say).
+    pub api_key_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// The id clients and routers use.
+    pub id: String,
+    pub provider: String,
+    /// The model name sent upstream; the id when omitted.
+    pub upstream: Option<String>,
+    pub price: RawPrice,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// USD per million input and output tokens, or USD per hour for capacity
+/// that is paid whether used or not (self-hosted GPUs).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub input: Option<f64>,
+    pub output: Option<f64>,
+    pub hourly: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouter {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub tasks: Vec<RawTask>,
+    #[serde(default)]
+    pub fallback_models: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTask {
+    pub name: String,
+    pub description: String,
+    pub models: Vec<String>,
+    /// `cheapest`, `fastest` or `manual` (default).
+    #[serde(default)]
+    pub selection_policy: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClassifier {
+    /// `bm25` (the lexical baseline).
+    pub kind: Option<String>,
+    /// Worker actors in the classifier pool.
+    pub workers: Option<usize>,
+    /// Below this score the request goes to `other`.
+    pub other_threshold: Option<f32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAffinity {
+    /// How long a session keeps its model after its first turn.
+    pub ttl_secs: Option<u64>,
+    /// Most sessions held at once; the oldest expire first beyond it.
+    pub max_sessions: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDispatch {
+    pub connect_timeout_ms: Option<u64>,
+    /// Until the upstream's response headers and first body byte arrive.
+    pub first_byte_timeout_ms: Option<u64>,
+    /// Whole response, stream included.
+    pub total_timeout_ms: Option<u64>,
+}

@@ -1,0 +1,23 @@
+//! Data that flows between the stages of Switchyard's request path.
+//!
+//! Every stage — ingress → classifier → ranker → dispatch, with affinity and
+//! metrics beside them — speaks in the types defined here, so no stage needs
+//! to depend on another stage's crate just to name what it hands over.
+//!
+//! # Layout
+//! - [`chat`]: the OpenAI chat-completions wire shape, parsed strictly
+//!   enough to route on and loosely enough to forward unknown fields.
+//! - [`conversation`]: the text view of a request that classifiers read.
+//! - [`decision`]: what each stage decides (`RouteDecision`, `RankedCandidates`,
+//!   `DispatchOutcome`).
+
+pub mod chat;
+pub mod conversation;
+pub mod decision;
+
+pub use chat::{ChatMessage, ChatRequest, RequestError, Role};
+pub use conversation::{Conversation, Turn};
+pub use decision::{
+    AffinityStatus, Attempt, AttemptFailure, DispatchOutcome, OTHER_ROUTE, Outcome,
+    RankedCandidates, RouteDecision, Usage,
+};
