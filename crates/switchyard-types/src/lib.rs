@@ -14,9 +14,11 @@
 pub mod chat;
 pub mod conversation;
 pub mod decision;
+pub mod signals;
 
 pub use chat::{ChatMessage, ChatRequest, RequestError, Role};
 pub use conversation::{Conversation, Turn};
+pub use signals::{LatencySnapshot, SharedLatency, empty_latency};
 pub use decision::{
     AffinityStatus, Attempt, AttemptFailure, DispatchOutcome, OTHER_ROUTE, Outcome,
     RankedCandidates, RouteDecision, Usage,

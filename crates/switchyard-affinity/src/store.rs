@@ -1,0 +1,227 @@
+//! Pin storage behind a trait, so the backend can change (embedded today,
+//! replicated by openraft later) without the actor or its callers changing.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use crate::AffinityError;
+
+/// A session is pinned per router: one client may use the same session id
+/// with two routers and get an independent pin for each.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PinKey {
+    pub router: String,
+    pub session: String,
+}
+
+/// What a session is pinned to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    pub route: String,
+    pub model: String,
+    /// Wall-clock expiry, fixed at the first turn (first turn + TTL). Wall
+    /// clock rather than `Instant` because a replicated store must carry
+    /// the same timestamp to every node.
+    pub expires_at: SystemTime,
+}
+
+impl Pin {
+    pub fn is_live(&self, now: SystemTime) -> bool {
+        now < self.expires_at
+    }
+}
+
+/// Storage for pins. Methods take `now` from the caller so expiry is
+/// deterministic (and testable) rather than read from a clock inside.
+pub trait AffinityBackend: Send + 'static {
+    /// The live pin of a session, if any.
+    fn get(
+        &mut self,
+        key: &PinKey,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Option<Pin>, AffinityError>> + Send;
+
+    /// Writes `pin` unless a live pin exists; returns the pin in force
+    /// afterwards. Two requests racing on a session's first turn thus agree.
+    fn set_if_absent(
+        &mut self,
+        key: PinKey,
+        pin: Pin,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Pin, AffinityError>> + Send;
+
+    /// Moves a live pin to another model (after failover), keeping its expiry.
+    fn repin(
+        &mut self,
+        key: PinKey,
+        model: String,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<(), AffinityError>> + Send;
+
+    /// Drops expired pins; returns how many.
+    fn purge_expired(
+        &mut self,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<usize, AffinityError>> + Send;
+
+    /// Live pins held (approximately: expired ones may linger until purged).
+    fn len(&self) -> usize;
+}
+
+/// The embedded single-node store: a map with an expiry index, bounded in
+/// size. When full, the pin closest to expiry makes room for the new one.
+#[derive(Debug)]
+pub struct LocalStore {
+    pins: HashMap<PinKey, Pin>,
+    /// (expiry, key), so purging and eviction touch only what they remove.
+    by_expiry: BTreeSet<(SystemTime, PinKey)>,
+    max_sessions: usize,
+}
+
+impl LocalStore {
+    pub fn new(max_sessions: usize) -> LocalStore {
+        LocalStore {
+            pins: HashMap::new(),
+            by_expiry: BTreeSet::new(),
+            max_sessions: max_sessions.max(1),
+        }
+    }
+
+    fn remove(&mut self, key: &PinKey) {
+        if let Some(old) = self.pins.remove(key) {
+            self.by_expiry.remove(&(old.expires_at, key.clone()));
+        }
+    }
+
+    fn insert(&mut self, key: PinKey, pin: Pin) {
+        self.remove(&key);
+        self.by_expiry.insert((pin.expires_at, key.clone()));
+        self.pins.insert(key, pin);
+    }
+
+    fn purge(&mut self, now: SystemTime) -> usize {
+        let mut purged = 0;
+        while let Some((expires_at, _)) = self.by_expiry.first() {
+            if *expires_at > now {
+                break;
+            }
+            if let Some((_, key)) = self.by_expiry.pop_first() {
+                self.pins.remove(&key);
+                purged += 1;
+            }
+        }
+        purged
+    }
+
+    fn make_room(&mut self, now: SystemTime) {
+        if self.pins.len() < self.max_sessions {
+            return;
+        }
+        self.purge(now);
+        while self.pins.len() >= self.max_sessions {
+            match self.by_expiry.pop_first() {
+                Some((_, key)) => {
+                    self.pins.remove(&key);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+impl AffinityBackend for LocalStore {
+    async fn get(&mut self, key: &PinKey, now: SystemTime) -> Result<Option<Pin>, AffinityError> {
+        Ok(self.pins.get(key).filter(|pin| pin.is_live(now)).cloned())
+    }
+
+    async fn set_if_absent(
+        &mut self,
+        key: PinKey,
+        pin: Pin,
+        now: SystemTime,
+    ) -> Result<Pin, AffinityError> {
+        if let Some(existing) = self.pins.get(&key).filter(|pin| pin.is_live(now)) {
+            return Ok(existing.clone());
+        }
+        self.make_room(now);
+        self.insert(key, pin.clone());
+        Ok(pin)
+    }
+
+    async fn repin(&mut self, key: PinKey, model: String, now: SystemTime) -> Result<(), AffinityError> {
+        if let Some(pin) = self.pins.get_mut(&key).filter(|pin| pin.is_live(now)) {
+            pin.model = model;
+        }
+        Ok(())
+    }
+
+    async fn purge_expired(&mut self, now: SystemTime) -> Result<usize, AffinityError> {
+        Ok(self.purge(now))
+    }
+
+    fn len(&self) -> usize {
+        self.pins.len()
+    }
+}
+
+/// Expiry for a pin written now.
+pub fn expiry(now: SystemTime, ttl: Duration) -> SystemTime {
+    now.checked_add(ttl).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(session: &str) -> PinKey {
+        PinKey {
+            router: "r".to_owned(),
+            session: session.to_owned(),
+        }
+    }
+
+    fn pin(model: &str, expires_at: SystemTime) -> Pin {
+        Pin {
+            route: "t".to_owned(),
+            model: model.to_owned(),
+            expires_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn first_writer_wins_until_expiry() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let mut store = LocalStore::new(10);
+        let first = store.set_if_absent(key("s"), pin("a", t0 + Duration::from_secs(60)), t0).await.unwrap();
+        let second = store.set_if_absent(key("s"), pin("b", t0 + Duration::from_secs(60)), t0).await.unwrap();
+        assert_eq!((first.model.as_str(), second.model.as_str()), ("a", "a"));
+        let later = t0 + Duration::from_secs(61);
+        assert_eq!(store.get(&key("s"), later).await.unwrap(), None);
+        let fresh = store.set_if_absent(key("s"), pin("b", later + Duration::from_secs(60)), later).await.unwrap();
+        assert_eq!(fresh.model, "b");
+    }
+
+    #[tokio::test]
+    async fn repin_moves_the_model_and_keeps_the_expiry() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let expires = t0 + Duration::from_secs(60);
+        let mut store = LocalStore::new(10);
+        store.set_if_absent(key("s"), pin("a", expires), t0).await.unwrap();
+        store.repin(key("s"), "b".to_owned(), t0).await.unwrap();
+        assert_eq!(store.get(&key("s"), t0).await.unwrap(), Some(pin("b", expires)));
+    }
+
+    #[tokio::test]
+    async fn bounded_store_evicts_the_pin_closest_to_expiry() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let mut store = LocalStore::new(2);
+        store.set_if_absent(key("old"), pin("a", t0 + Duration::from_secs(10)), t0).await.unwrap();
+        store.set_if_absent(key("new"), pin("a", t0 + Duration::from_secs(20)), t0).await.unwrap();
+        store.set_if_absent(key("newest"), pin("a", t0 + Duration::from_secs(30)), t0).await.unwrap();
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.get(&key("old"), t0).await.unwrap(), None);
+        assert!(store.get(&key("newest"), t0).await.unwrap().is_some());
+        assert_eq!(store.purge_expired(t0 + Duration::from_secs(25)).await.unwrap(), 1);
+    }
+}

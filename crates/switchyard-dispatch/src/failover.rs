@@ -1,0 +1,332 @@
+//! The attempt loop: ranked models first, then fallbacks, until one serves.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use switchyard_types::{Attempt, AttemptFailure, ChatRequest, RankedCandidates, Usage};
+use tokio::time::Instant;
+
+use crate::stream::{SseRelay, parse_usage, relay};
+use crate::upstream::{Dispatcher, Upstream};
+
+/// Whether a failed upstream status should pass the request to the next
+/// model. Rate limits, server errors and timeouts are the upstream's
+/// trouble; so are 401/403 (our credentials for that provider) and 404
+/// (that provider lacks the model): another model may well serve. Other
+/// 4xx (400, 413, 422, ...) are about the request itself and would fail
+/// everywhere, so they go back to the client at once.
+pub fn is_retryable(status: u16) -> bool {
+    matches!(status, 401 | 403 | 404 | 408 | 409 | 429) || status >= 500
+}
+
+/// A response that one model served.
+#[derive(Debug)]
+pub struct Served {
+    /// The model id that answered.
+    pub model: String,
+    /// Its index in the candidate list (to tell a fallback from a ranked model).
+    pub index: usize,
+    /// The models that failed before it.
+    pub attempts: Vec<Attempt>,
+    /// Time to the upstream's first body byte (first SSE event when streaming).
+    pub ttft: Duration,
+    pub body: ServedBody,
+}
+
+#[derive(Debug)]
+pub enum ServedBody {
+    /// A complete JSON response, `model` already rewritten to our id.
+    Json {
+        value: Value,
+        usage: Option<Usage>,
+        total: Duration,
+    },
+    /// A live SSE relay; its summary arrives when the stream ends.
+    Stream(SseRelay),
+}
+
+/// Why no model served.
+#[derive(Debug)]
+pub enum DispatchFailure {
+    /// Every candidate failed; the client gets a 502 listing them.
+    AllFailed { attempts: Vec<Attempt> },
+    /// An upstream refused the request itself; its status and error body go
+    /// back to the client unchanged.
+    Rejected {
+        model: String,
+        status: u16,
+        body: Value,
+        attempts: Vec<Attempt>,
+    },
+}
+
+enum AttemptResult {
+    Served(Duration, ServedBody),
+    Failed(AttemptFailure),
+    Rejected(u16, Value),
+}
+
+impl Dispatcher {
+    /// Tries `candidates` in order until one serves `request`.
+    pub async fn dispatch(
+        &self,
+        request: &ChatRequest,
+        candidates: &RankedCandidates,
+    ) -> Result<Served, DispatchFailure> {
+        let deadline = Instant::now() + self.timeouts.total_timeout;
+        let mut attempts = Vec::new();
+        for (index, model) in candidates.models.iter().enumerate() {
+            let Some(upstream) = self.upstreams.get(model) else {
+                attempts.push(Attempt {
+                    model: model.clone(),
+                    failure: AttemptFailure::Unavailable {
+                        detail: "model is not configured".to_owned(),
+                    },
+                });
+                continue;
+            };
+            if let Some(detail) = &upstream.missing_key {
+                attempts.push(Attempt {
+                    model: model.clone(),
+                    failure: AttemptFailure::Unavailable {
+                        detail: detail.clone(),
+                    },
+                });
+                continue;
+            }
+            if Instant::now() >= deadline {
+                attempts.push(Attempt {
+                    model: model.clone(),
+                    failure: AttemptFailure::Timeout {
+                        phase: "total".to_owned(),
+                    },
+                });
+                continue;
+            }
+            match self.attempt(request, upstream, deadline).await {
+                AttemptResult::Served(ttft, body) => {
+                    return Ok(Served {
+                        model: model.clone(),
+                        index,
+                        attempts,
+                        ttft,
+                        body,
+                    });
+                }
+                AttemptResult::Rejected(status, body) => {
+                    return Err(DispatchFailure::Rejected {
+                        model: model.clone(),
+                        status,
+                        body,
+                        attempts,
+                    });
+                }
+                AttemptResult::Failed(failure) => {
+                    tracing::warn!(model = %model, failure = %failure, "upstream attempt failed; trying the next model");
+                    attempts.push(Attempt {
+                        model: model.clone(),
+                        failure,
+                    });
+                }
+            }
+        }
+        Err(DispatchFailure::AllFailed { attempts })
+    }
+
+    async fn attempt(
+        &self,
+        request: &ChatRequest,
+        upstream: &Upstream,
+        deadline: Instant,
+    ) -> AttemptResult {
+        let stream = request.is_stream();
+        let (body, swallow_usage) = upstream_body(request, &upstream.upstream_name);
+        let mut builder = self.client.post(&upstream.url).json(&body);
+        if let Some(key) = &upstream.api_key {
+            builder = builder.bearer_auth(key.expose());
+        }
+        let started = Instant::now();
+        let first_byte_deadline = deadline.min(started + self.timeouts.first_byte_timeout);
+        let response = match tokio::time::timeout_at(first_byte_deadline, builder.send()).await {
+            Err(_) => return AttemptResult::Failed(timeout("first byte")),
+            Ok(Err(err)) => return AttemptResult::Failed(transport_failure(&err)),
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status().as_u16();
+        if !response.status().is_success() {
+            if is_retryable(status) {
+                return AttemptResult::Failed(AttemptFailure::Status { status });
+            }
+            let body = match tokio::time::timeout_at(deadline, response.bytes()).await {
+                Ok(Ok(bytes)) => error_body(status, &bytes),
+                _ => error_body(status, b""),
+            };
+            return AttemptResult::Rejected(status, body);
+        }
+        if stream {
+            let mut events = eventsource_stream::Eventsource::eventsource(response.bytes_stream());
+            let first = match tokio::time::timeout_at(first_byte_deadline, events.next()).await {
+                Err(_) => return AttemptResult::Failed(timeout("first byte")),
+                Ok(None) => return AttemptResult::Failed(broken("stream ended before any event")),
+                Ok(Some(Err(err))) => return AttemptResult::Failed(broken(&err.to_string())),
+                Ok(Some(Ok(event))) => event,
+            };
+            if let Ok(value) = serde_json::from_str::<Value>(&first.data)
+                && value.get("error").is_some()
+            {
+                return AttemptResult::Failed(broken("the stream opened with an error event"));
+            }
+            let ttft = started.elapsed();
+            let relay = relay(
+                first,
+                events,
+                upstream.model.clone(),
+                swallow_usage,
+                started,
+                deadline,
+            );
+            return AttemptResult::Served(ttft, ServedBody::Stream(relay));
+        }
+        let mut body_stream = response.bytes_stream();
+        let mut bytes = Vec::new();
+        let mut ttft = None;
+        loop {
+            match tokio::time::timeout_at(deadline, body_stream.next()).await {
+                Err(_) => return AttemptResult::Failed(timeout("total")),
+                Ok(None) => break,
+                Ok(Some(Err(err))) => return AttemptResult::Failed(broken(&describe(&err))),
+                Ok(Some(Ok(chunk))) => {
+                    ttft.get_or_insert_with(|| started.elapsed());
+                    bytes.extend_from_slice(&chunk);
+                }
+            }
+        }
+        let mut value: Value = match serde_json::from_slice(&bytes) {
+            Ok(value) => value,
+            Err(err) => return AttemptResult::Failed(broken(&format!("invalid JSON body: {err}"))),
+        };
+        if let Some(object) = value.as_object_mut() {
+            object.insert("model".to_owned(), Value::String(upstream.model.clone()));
+        }
+        let usage = value.get("usage").and_then(parse_usage);
+        let total = started.elapsed();
+        AttemptResult::Served(
+            ttft.unwrap_or(total),
+            ServedBody::Json {
+                value,
+                usage,
+                total,
+            },
+        )
+    }
+}
+
+/// The body sent upstream: the client's request with the upstream's model
+/// name. Streams ask for usage so tokens and cost can be counted; when the
+/// client did not ask for it, the extra usage chunk is swallowed again
+/// (returned flag) so the client sees exactly the stream it asked for.
+fn upstream_body(request: &ChatRequest, upstream_name: &str) -> (ChatRequest, bool) {
+    let mut body = request.clone();
+    body.model = upstream_name.to_owned();
+    let mut swallow_usage = false;
+    if request.is_stream() {
+        let client_asked = request
+            .extra
+            .get("stream_options")
+            .and_then(|options| options.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if !client_asked {
+            swallow_usage = true;
+            let options = body
+                .extra
+                .entry("stream_options")
+                .or_insert_with(|| json!({}));
+            if let Some(options) = options.as_object_mut() {
+                options.insert("include_usage".to_owned(), Value::Bool(true));
+            } else {
+                *options = json!({"include_usage": true});
+            }
+        }
+    }
+    (body, swallow_usage)
+}
+
+fn timeout(phase: &str) -> AttemptFailure {
+    AttemptFailure::Timeout {
+        phase: phase.to_owned(),
+    }
+}
+
+fn broken(detail: &str) -> AttemptFailure {
+    AttemptFailure::Broken {
+        detail: detail.to_owned(),
+    }
+}
+
+fn transport_failure(err: &reqwest::Error) -> AttemptFailure {
+    if err.is_connect() {
+        AttemptFailure::Connect
+    } else if err.is_timeout() {
+        timeout("connect")
+    } else {
+        broken(&describe(err))
+    }
+}
+
+/// An error's text without its URL: reqwest prints the URL, and a
+/// provider's URL may carry a key in its query string.
+pub(crate) fn describe(err: &reqwest::Error) -> String {
+    let text = err.to_string();
+    match err.url() {
+        Some(url) => text.replace(url.as_str(), "<upstream>"),
+        None => text,
+    }
+}
+
+/// An upstream's error body, kept when it is OpenAI-shaped, wrapped otherwise.
+fn error_body(status: u16, bytes: &[u8]) -> Value {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(value) if value.get("error").is_some() => value,
+        _ => json!({
+            "error": {
+                "message": format!("the upstream refused the request with HTTP {status}"),
+                "type": "invalid_request_error",
+                "code": "upstream_rejected",
+            }
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_only_what_another_model_could_fix() {
+        for status in [429, 500, 502, 503, 504, 401, 403, 404, 408] {
+            assert!(is_retryable(status), "{status}");
+        }
+        for status in [400, 413, 422] {
+            assert!(!is_retryable(status), "{status}");
+        }
+    }
+
+    #[test]
+    fn streams_ask_for_usage_and_remember_whether_the_client_did() {
+        let request = ChatRequest::from_json(
+            br#"{"model":"router:x","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap();
+        let (body, swallow) = upstream_body(&request, "upstream-name");
+        assert_eq!(body.model, "upstream-name");
+        assert_eq!(body.extra["stream_options"]["include_usage"], true);
+        assert!(swallow);
+        let asked = ChatRequest::from_json(
+            br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap();
+        assert!(!upstream_body(&asked, "m").1);
+    }
+}
