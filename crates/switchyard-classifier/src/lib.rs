@@ -73,10 +73,16 @@ pub trait RouteIndex: Send + Sync + std::fmt::Debug {
     fn classify(&self, conversation: &Conversation) -> Classification;
 }
 
-/// Builds the classifier named in the config or on the command line.
-pub fn build(kind: &str, other_threshold: f32) -> Result<Arc<dyn Classifier>, ClassifierError> {
+/// Builds the classifier named in the config or on the command line, with
+/// its own default `other` threshold unless one is given.
+pub fn build(
+    kind: &str,
+    other_threshold: Option<f32>,
+) -> Result<Arc<dyn Classifier>, ClassifierError> {
     match kind {
-        "bm25" => Ok(Arc::new(Bm25Classifier::new(other_threshold))),
+        "bm25" => Ok(Arc::new(Bm25Classifier::new(
+            other_threshold.unwrap_or(bm25::DEFAULT_OTHER_THRESHOLD),
+        ))),
         other => Err(ClassifierError::UnknownClassifier(other.to_owned())),
     }
 }

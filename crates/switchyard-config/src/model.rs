@@ -138,7 +138,9 @@ impl Router {
 pub struct ClassifierConfig {
     pub kind: String,
     pub workers: usize,
-    pub other_threshold: f32,
+    /// Score below which a request goes to `other`; each classifier has its
+    /// own scale and default.
+    pub other_threshold: Option<f32>,
 }
 
 #[derive(Debug, Clone)]

@@ -18,8 +18,6 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_DATA_DIR: &str = "./data";
 const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
-/// Tuned on the dev splits of ../shared/datasets (see the README's eval section).
-const DEFAULT_OTHER_THRESHOLD: f32 = 1.0;
 const DEFAULT_AFFINITY_TTL_SECS: u64 = 3600;
 const DEFAULT_MAX_SESSIONS: usize = 100_000;
 
@@ -391,8 +389,8 @@ fn classifier(raw: &RawConfig) -> Result<ClassifierConfig, ConfigError> {
         2,
         "classifier.workers",
     )? as usize;
-    let other_threshold = raw.classifier.other_threshold.unwrap_or(DEFAULT_OTHER_THRESHOLD);
-    if !other_threshold.is_finite() || other_threshold < 0.0 {
+    let other_threshold = raw.classifier.other_threshold;
+    if other_threshold.is_some_and(|t| !t.is_finite() || t < 0.0) {
         return Err(ConfigError::invalid(
             "classifier.other_threshold",
             "must be a non-negative number",

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -102,11 +103,12 @@ impl Shared {
         }
     }
 
-    /// Waits `delay`; false when the server began shutting down meanwhile.
-    async fn pause(&self, delay: Duration) -> bool {
+    /// Waits `delay`, cut short by shutdown: a stopping server should not be
+    /// held up by an artificial delay, and the answer is still worth giving.
+    async fn pause(&self, delay: Duration) {
         tokio::select! {
-            () = tokio::time::sleep(delay) => true,
-            () = self.shutdown.cancelled() => false,
+            () = tokio::time::sleep(delay) => {}
+            () = self.shutdown.cancelled() => {}
         }
     }
 }
@@ -212,7 +214,6 @@ fn completion_body(shared: &Shared, request: &ChatRequest) -> Value {
 }
 
 async fn json_completion(shared: &Shared, request: &ChatRequest) -> Response {
-    // Shutting down cuts the delay short; the answer is still worth giving.
     shared.pause(shared.ttft).await;
     Json(completion_body(shared, request)).into_response()
 }
@@ -224,8 +225,23 @@ async fn truncated_json(shared: &Shared, request: &ChatRequest) -> Response {
     let full = completion_body(shared, request).to_string().into_bytes();
     let half = Bytes::copy_from_slice(&full[..full.len() / 2]);
     let parts: [io::Result<Bytes>; 2] = [Ok(half), Err(io::Error::other("mock: injected drop"))];
-    let body = Body::from_stream(futures_util::stream::iter(parts));
+    let body = cut_body(futures_util::stream::iter(parts));
     ([(CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A body whose error item cuts the connection only after the data before it
+/// reached the client. Hyper flushes buffered data when the body is not ready
+/// but discards it when the body fails, so the error waits one scheduler turn.
+fn cut_body<S>(items: S) -> Body
+where
+    S: Stream<Item = io::Result<Bytes>> + Send + 'static,
+{
+    Body::from_stream(items.then(|item| async move {
+        if item.is_err() {
+            tokio::task::yield_now().await;
+        }
+        item
+    }))
 }
 
 /// An SSE answer produced by a spawned task, chunk by chunk, so pacing and
@@ -247,7 +263,7 @@ fn stream(shared: Arc<Shared>, request: ChatRequest, drop_after: Option<usize>) 
                 .await;
         }
     });
-    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+    let body = cut_body(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }));
     (
@@ -280,7 +296,9 @@ async fn produce_stream(
 
     let sent = drop_after.map_or(words.len(), |chunks| chunks.min(words.len()));
     for (index, word) in words[..sent].iter().enumerate() {
-        if let (Some(pace), true) = (pace, index > 0) {
+        if index > 0
+            && let Some(pace) = pace
+        {
             events.pause(pace).await?;
         }
         // Words carry their separating space so concatenated deltas equal

@@ -1,0 +1,196 @@
+//! The one place where errors become HTTP responses.
+//!
+//! Every error a client can see is rendered here as an OpenAI-shaped body,
+//! `{"error": {"message", "type", "code", "param"}}`, with the status that
+//! tells the client whether to fix its request or retry. Messages name
+//! models, routes and causes; they never carry keys or upstream URLs.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use switchyard_affinity::AffinityError;
+use switchyard_classifier::ClassifierError;
+use switchyard_metrics::MetricsError;
+use switchyard_ranker::RankerError;
+use switchyard_types::{Attempt, RequestError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngressError {
+    #[error(transparent)]
+    BadRequest(#[from] RequestError),
+    #[error("the request body exceeds the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("cannot read the request body: {0}")]
+    Body(String),
+    #[error("the model `{0}` does not exist; use a model id or alias from GET /v1/models, or `router:<name>`")]
+    UnknownModel(String),
+    #[error("the router `{0}` does not exist; GET /v1/models lists the routers")]
+    UnknownRouter(String),
+    #[error("X-Model-Affinity must be 1 to 256 visible ASCII characters")]
+    BadAffinityHeader,
+    #[error("no model for this request is available: {0}")]
+    NoCandidates(String),
+    #[error("all {count} candidate models failed: {summary}", count = attempts.len(), summary = summarize(attempts))]
+    AllFailed { attempts: Vec<Attempt> },
+    #[error("the upstream for model `{model}` refused the request with HTTP {status}")]
+    UpstreamRejected {
+        model: String,
+        status: u16,
+        body: Value,
+    },
+    #[error("no route: {0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error(transparent)]
+    Classifier(#[from] ClassifierError),
+    #[error(transparent)]
+    Ranker(#[from] RankerError),
+    #[error(transparent)]
+    Affinity(#[from] AffinityError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+}
+
+fn summarize(attempts: &[Attempt]) -> String {
+    attempts
+        .iter()
+        .map(|attempt| format!("{} ({})", attempt.model, attempt.failure))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl IngressError {
+    fn status(&self) -> StatusCode {
+        match self {
+            IngressError::BadRequest(_)
+            | IngressError::Body(_)
+            | IngressError::BadAffinityHeader => StatusCode::BAD_REQUEST,
+            IngressError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngressError::UnknownModel(_)
+            | IngressError::UnknownRouter(_)
+            | IngressError::NotFound(_) => StatusCode::NOT_FOUND,
+            IngressError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            IngressError::NoCandidates(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IngressError::AllFailed { .. } => StatusCode::BAD_GATEWAY,
+            IngressError::UpstreamRejected { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            IngressError::Classifier(ClassifierError::UnknownRouter(_))
+            | IngressError::Ranker(RankerError::UnknownRouter(_)) => StatusCode::NOT_FOUND,
+            IngressError::Classifier(_)
+            | IngressError::Ranker(_)
+            | IngressError::Affinity(_)
+            | IngressError::Metrics(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn kind_and_code(&self) -> (&'static str, &'static str) {
+        match self {
+            IngressError::BadRequest(_) => ("invalid_request_error", "invalid_request"),
+            IngressError::Body(_) => ("invalid_request_error", "invalid_body"),
+            IngressError::BadAffinityHeader => ("invalid_request_error", "invalid_affinity_header"),
+            IngressError::TooLarge { .. } => ("invalid_request_error", "request_too_large"),
+            IngressError::UnknownModel(_) => ("invalid_request_error", "model_not_found"),
+            IngressError::UnknownRouter(_)
+            | IngressError::Classifier(ClassifierError::UnknownRouter(_))
+            | IngressError::Ranker(RankerError::UnknownRouter(_)) => {
+                ("invalid_request_error", "router_not_found")
+            }
+            IngressError::NotFound(_) => ("invalid_request_error", "not_found"),
+            IngressError::MethodNotAllowed => ("invalid_request_error", "method_not_allowed"),
+            IngressError::NoCandidates(_) => ("upstream_error", "no_available_models"),
+            IngressError::AllFailed { .. } => ("upstream_error", "all_models_failed"),
+            IngressError::UpstreamRejected { .. } => ("invalid_request_error", "upstream_rejected"),
+            IngressError::Classifier(_)
+            | IngressError::Ranker(_)
+            | IngressError::Affinity(_)
+            | IngressError::Metrics(_) => ("server_error", "internal_error"),
+        }
+    }
+
+    /// The OpenAI-shaped body for this error.
+    pub fn body(&self) -> Value {
+        if let IngressError::UpstreamRejected { body, .. } = self {
+            // The upstream's own error tells the client what to fix.
+            return body.clone();
+        }
+        let (kind, code) = self.kind_and_code();
+        let param = match self {
+            IngressError::BadRequest(err) => err.param().map(str::to_owned),
+            IngressError::UnknownModel(_) | IngressError::UnknownRouter(_) => {
+                Some("model".to_owned())
+            }
+            IngressError::BadAffinityHeader => Some("X-Model-Affinity".to_owned()),
+            _ => None,
+        };
+        let mut error = json!({
+            "message": self.to_string(),
+            "type": kind,
+            "code": code,
+            "param": param,
+        });
+        if let (IngressError::AllFailed { attempts }, Some(object)) = (self, error.as_object_mut()) {
+            object.insert(
+                "attempts".to_owned(),
+                Value::Array(
+                    attempts
+                        .iter()
+                        .map(|attempt| {
+                            json!({
+                                "model": attempt.model,
+                                "error": attempt.failure.to_string(),
+                                "status": match attempt.failure {
+                                    switchyard_types::AttemptFailure::Status { status } => Some(status),
+                                    _ => None,
+                                },
+                            })
+                        })
+                        .collect(),
+                ),
+            );
+        }
+        json!({ "error": error })
+    }
+}
+
+impl IntoResponse for IngressError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), error = %self, "request failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), error = %self, "request refused");
+        }
+        (status, axum::Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use switchyard_types::AttemptFailure;
+
+    use super::*;
+
+    #[test]
+    fn all_failed_lists_every_attempt() {
+        let err = IngressError::AllFailed {
+            attempts: vec![
+                Attempt {
+                    model: "a".to_owned(),
+                    failure: AttemptFailure::Status { status: 500 },
+                },
+                Attempt {
+                    model: "b".to_owned(),
+                    failure: AttemptFailure::Connect,
+                },
+            ],
+        };
+        assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
+        let body = err.body();
+        assert_eq!(body["error"]["code"], "all_models_failed");
+        assert_eq!(body["error"]["attempts"][0]["status"], 500);
+        assert_eq!(body["error"]["attempts"][1]["error"], "connection failed");
+        assert!(body["error"]["message"].as_str().unwrap().contains("a (HTTP 500), b (connection failed)"));
+    }
+}

@@ -1,0 +1,337 @@
+//! The HTTP surface: routes, handlers, and the translation between HTTP
+//! and the pipeline.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
+use switchyard_config::Price;
+use switchyard_dispatch::{DispatchFailure, Served, ServedBody};
+use switchyard_types::{ChatRequest, DispatchOutcome, OTHER_ROUTE, Outcome};
+
+use crate::error::IngressError;
+use crate::pipeline::{Pipeline, Plan};
+use crate::{AFFINITY_HEADER, AFFINITY_STATUS_HEADER, DEMO_HEADER, ROUTE_HEADER, ROUTER_HEADER};
+
+/// Longest session id accepted in `X-Model-Affinity`.
+const MAX_SESSION_LEN: usize = 256;
+
+type AppState = Arc<Pipeline>;
+
+/// Every route the node serves.
+pub fn router(pipeline: Arc<Pipeline>) -> Router {
+    let body_limit = pipeline.config.server.max_body_bytes;
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/route", post(route_only))
+        .route("/v1/models", get(list_models))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(pipeline)
+}
+
+async fn not_found(uri: axum::http::Uri) -> IngressError {
+    IngressError::NotFound(uri.path().to_owned())
+}
+
+async fn method_not_allowed() -> IngressError {
+    IngressError::MethodNotAllowed
+}
+
+/// Reads and validates a chat request body.
+fn parse_body(
+    pipeline: &Pipeline,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<ChatRequest, IngressError> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            IngressError::TooLarge {
+                limit: pipeline.config.server.max_body_bytes,
+            }
+        } else {
+            IngressError::Body(rejection.body_text())
+        }
+    })?;
+    Ok(ChatRequest::from_json(&bytes)?)
+}
+
+/// The session id from `X-Model-Affinity`, if any.
+fn session(headers: &HeaderMap) -> Result<Option<String>, IngressError> {
+    let Some(value) = headers.get(AFFINITY_HEADER) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| IngressError::BadAffinityHeader)?
+        .trim();
+    if text.is_empty() || text.len() > MAX_SESSION_LEN {
+        return Err(IngressError::BadAffinityHeader);
+    }
+    Ok(Some(text.to_owned()))
+}
+
+async fn chat_completions(
+    State(pipeline): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, IngressError> {
+    let request = parse_body(&pipeline, body)?;
+    let plan = pipeline.plan(&request, session(&headers)?).await?;
+    let dispatched = pipeline
+        .dispatcher
+        .dispatch(&request, &plan.candidates)
+        .await;
+    match dispatched {
+        Ok(served) => Ok(respond(&pipeline, &plan, served).await),
+        Err(failure) => {
+            let (attempts, outcome, error) = match failure {
+                DispatchFailure::AllFailed { attempts } => (
+                    attempts.clone(),
+                    Outcome::AllFailed,
+                    IngressError::AllFailed { attempts },
+                ),
+                DispatchFailure::Rejected {
+                    model,
+                    status,
+                    body,
+                    attempts,
+                } => (
+                    attempts,
+                    Outcome::ClientError,
+                    IngressError::UpstreamRejected {
+                        model,
+                        status,
+                        body,
+                    },
+                ),
+            };
+            pipeline.report(DispatchOutcome {
+                router: plan.router().map(str::to_owned),
+                route: plan.route.clone(),
+                model: None,
+                outcome,
+                served_by_fallback: false,
+                attempts,
+                usage: None,
+                ttft: None,
+                total: plan.decision_time,
+            });
+            Err(error)
+        }
+    }
+}
+
+/// Builds the client's response from a served upstream response.
+async fn respond(pipeline: &Arc<Pipeline>, plan: &Plan, served: Served) -> Response {
+    pipeline.pin(plan, &served.model).await;
+    let outcome = if served.attempts.is_empty() {
+        Outcome::Success
+    } else {
+        Outcome::FailedOver
+    };
+    let report = DispatchOutcome {
+        router: plan.router().map(str::to_owned),
+        route: plan.route.clone(),
+        model: Some(served.model.clone()),
+        outcome,
+        served_by_fallback: plan.router().is_some() && plan.candidates.is_fallback(served.index),
+        attempts: served.attempts,
+        usage: None,
+        ttft: Some(served.ttft),
+        total: served.ttft,
+    };
+    let mut response = match served.body {
+        ServedBody::Json {
+            value,
+            usage,
+            total,
+        } => {
+            pipeline.report(DispatchOutcome {
+                usage,
+                total,
+                ..report
+            });
+            Json(value).into_response()
+        }
+        ServedBody::Stream(relay) => {
+            let reporter = Arc::clone(pipeline);
+            tokio::spawn(async move {
+                // Sent once the stream ends, however it ends.
+                if let Ok(summary) = relay.summary.await {
+                    let outcome = if summary.broken.is_some() {
+                        Outcome::StreamBroken
+                    } else {
+                        report.outcome
+                    };
+                    reporter.report(DispatchOutcome {
+                        usage: summary.usage,
+                        total: summary.total,
+                        outcome,
+                        ..report
+                    });
+                }
+            });
+            let body = futures_util::stream::unfold(relay.body, |mut receiver| async move {
+                receiver.recv().await.map(|item| (item, receiver))
+            });
+            let mut response = Response::new(Body::from_stream(body));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            response
+        }
+    };
+    decorate(response.headers_mut(), pipeline, plan, Some(&served.model));
+    response
+}
+
+/// Adds the router's response headers.
+fn decorate(headers: &mut HeaderMap, pipeline: &Pipeline, plan: &Plan, model: Option<&str>) {
+    if let Some(router) = plan.router() {
+        if let Ok(value) = HeaderValue::from_str(&plan.route) {
+            headers.insert(ROUTE_HEADER, value);
+        }
+        if let Ok(value) = HeaderValue::from_str(router) {
+            headers.insert(ROUTER_HEADER, value);
+        }
+    }
+    if plan.session.is_some() {
+        headers.insert(
+            AFFINITY_STATUS_HEADER,
+            HeaderValue::from_static(plan.affinity.as_str()),
+        );
+    }
+    let demo = model
+        .and_then(|id| pipeline.config.model(id))
+        .and_then(|m| pipeline.config.provider(&m.provider))
+        .is_some_and(|provider| provider.demo);
+    if demo {
+        headers.insert(DEMO_HEADER, HeaderValue::from_static("true"));
+    }
+}
+
+/// `POST /v1/route`: the decision alone, no upstream call.
+async fn route_only(
+    State(pipeline): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, IngressError> {
+    let request = parse_body(&pipeline, body)?;
+    let plan = pipeline.plan(&request, session(&headers)?).await?;
+    let scores: Map<String, Value> = plan
+        .decision
+        .iter()
+        .flat_map(|decision| decision.scores.iter())
+        .map(|(route, score)| (route.clone(), json!(score)))
+        .collect();
+    let body = json!({
+        "router": plan.router(),
+        "route": plan.router().map(|_| plan.route.clone()),
+        "model": plan.candidates.models.first(),
+        "candidates": plan.candidates.models,
+        "fallback_from": plan.candidates.fallback_from,
+        "scores": scores,
+        "classifier": plan.decision.as_ref().map(|d| d.classifier.clone()),
+        "affinity": plan.affinity.as_str(),
+        "decision_ms": plan.decision_time.as_secs_f64() * 1000.0,
+    });
+    let mut response = Json(body).into_response();
+    decorate(response.headers_mut(), &pipeline, &plan, None);
+    Ok(response)
+}
+
+fn price_json(price: &Price) -> Value {
+    match price {
+        Price::PerToken { input, output } => json!({
+            "input_per_million": input,
+            "output_per_million": output,
+        }),
+        Price::Hourly { usd_per_hour } => json!({ "hourly": usd_per_hour }),
+    }
+}
+
+/// `GET /v1/models`: routers first (what clients are meant to call), then
+/// every model with its provider, price and availability.
+async fn list_models(State(pipeline): State<AppState>) -> Json<Value> {
+    let config = &pipeline.config;
+    let routers = config.routers.iter().map(|router| {
+        json!({
+            "id": format!("router:{}", router.name),
+            "object": "model",
+            "created": 0,
+            "owned_by": "switchyard",
+            "switchyard": {
+                "kind": "router",
+                "description": router.description,
+                "tasks": router.tasks.iter().map(|task| json!({
+                    "name": task.name,
+                    "description": task.description,
+                    "models": task.models,
+                    "selection_policy": task.policy.as_str(),
+                })).chain(std::iter::once(json!({
+                    "name": OTHER_ROUTE,
+                    "description": "Requests no task fits; served by the fallback models",
+                    "models": router.fallback_models,
+                }))).collect::<Vec<_>>(),
+                "fallback_models": router.fallback_models,
+            }
+        })
+    });
+    let models = config.models.iter().map(|model| {
+        let provider = config.provider(&model.provider);
+        let demo = provider.is_some_and(|p| p.demo);
+        json!({
+            "id": model.id,
+            "object": "model",
+            "created": 0,
+            "owned_by": if demo { "demo" } else { model.provider.as_str() },
+            "switchyard": {
+                "kind": "model",
+                "provider": model.provider,
+                "upstream": model.upstream,
+                "aliases": model.aliases,
+                "price": price_json(&model.price),
+                "prices_as_of": config.prices_as_of,
+                "available": provider.is_some_and(|p| p.available || p.demo),
+                "demo": demo,
+            }
+        })
+    });
+    Json(json!({
+        "object": "list",
+        "data": routers.chain(models).collect::<Vec<_>>(),
+    }))
+}
+
+async fn metrics(State(pipeline): State<AppState>) -> Result<Response, IngressError> {
+    let text = switchyard_metrics::render(&pipeline.metrics).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(switchyard_metrics::METRICS_CONTENT_TYPE),
+        )],
+        text,
+    )
+        .into_response())
+}
+
+async fn healthz(State(pipeline): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "demo": pipeline.config.demo_active(),
+        "routers": pipeline.config.routers.len(),
+        "models": pipeline.config.models.len(),
+    }))
+}

@@ -1,0 +1,248 @@
+//! One request through the stages: affinity → classifier → ranker → dispatch.
+//!
+//! Plain async functions over actor handles, so the order of the path reads
+//! top to bottom here and the HTTP layer only translates.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::ActorRef;
+use switchyard_affinity::{AffinityMsg, Pin, PinKey};
+use switchyard_classifier::ClassifierPool;
+use switchyard_config::Config;
+use switchyard_dispatch::Dispatcher;
+use switchyard_metrics::MetricsMsg;
+use switchyard_ranker::RankerMsg;
+use switchyard_types::{
+    AffinityStatus, ChatRequest, Conversation, DispatchOutcome, RankedCandidates, RouteDecision,
+};
+use tokio::time::Instant;
+
+use crate::error::IngressError;
+
+/// Route label used in metrics when a client names a model directly. The
+/// parentheses keep it apart from any task name a config may use.
+pub const DIRECT_ROUTE: &str = "(direct)";
+
+/// Handles to every stage; one per node, shared by all requests.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub config: Arc<Config>,
+    pub classifier: ClassifierPool,
+    pub ranker: ActorRef<RankerMsg>,
+    pub affinity: ActorRef<AffinityMsg>,
+    pub metrics: ActorRef<MetricsMsg>,
+    pub dispatcher: Dispatcher,
+}
+
+/// What the client's `model` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `router:<name>`: classify, rank, fail over.
+    Router(String),
+    /// A model id or alias (resolved to the id): no classifier, no failover.
+    Model(String),
+}
+
+/// Everything decided before dispatch.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub target: Target,
+    /// Task name, `other`, or [`DIRECT_ROUTE`].
+    pub route: String,
+    /// The classifier's decision, when it ran (not on an affinity hit).
+    pub decision: Option<RouteDecision>,
+    pub candidates: RankedCandidates,
+    pub affinity: AffinityStatus,
+    /// The session's key and its pin before this request, if any.
+    pub session: Option<(PinKey, Option<Pin>)>,
+    /// Affinity + classifier + ranker time.
+    pub decision_time: Duration,
+}
+
+impl Plan {
+    pub fn router(&self) -> Option<&str> {
+        match &self.target {
+            Target::Router(name) => Some(name),
+            Target::Model(_) => None,
+        }
+    }
+}
+
+impl Pipeline {
+    /// Resolves the request's `model` to a router or a model id.
+    pub fn target(&self, model: &str) -> Result<Target, IngressError> {
+        if let Some(name) = model.strip_prefix("router:") {
+            return match self.config.router(name) {
+                Some(router) => Ok(Target::Router(router.name.clone())),
+                None => Err(IngressError::UnknownRouter(name.to_owned())),
+            };
+        }
+        match self.config.model(model) {
+            Some(found) => Ok(Target::Model(found.id.clone())),
+            None => Err(IngressError::UnknownModel(model.to_owned())),
+        }
+    }
+
+    /// Decides route and candidate order for a request; no upstream call.
+    pub async fn plan(
+        &self,
+        request: &ChatRequest,
+        session: Option<String>,
+    ) -> Result<Plan, IngressError> {
+        let started = Instant::now();
+        let target = self.target(&request.model)?;
+        let router = match &target {
+            Target::Model(id) => {
+                return Ok(Plan {
+                    route: DIRECT_ROUTE.to_owned(),
+                    decision: None,
+                    candidates: RankedCandidates {
+                        models: vec![id.clone()],
+                        fallback_from: 1,
+                    },
+                    affinity: AffinityStatus::None,
+                    session: None,
+                    decision_time: started.elapsed(),
+                    target,
+                });
+            }
+            Target::Router(router) => router.clone(),
+        };
+
+        let session = session.map(|session| PinKey {
+            router: router.clone(),
+            session,
+        });
+        let pin = match &session {
+            Some(key) => self.live_pin(key).await,
+            None => None,
+        };
+        let (route, decision, affinity) = match &pin {
+            Some(pin) => (pin.route.clone(), None, AffinityStatus::Hit),
+            None => {
+                let conversation = Conversation::from_messages(&request.messages);
+                let decision =
+                    switchyard_classifier::classify(&self.classifier, &router, conversation).await?;
+                let _ = self
+                    .metrics
+                    .cast(MetricsMsg::Decision(Box::new(decision.clone())));
+                let status = if session.is_some() {
+                    AffinityStatus::Miss
+                } else {
+                    AffinityStatus::None
+                };
+                (decision.route.clone(), Some(decision), status)
+            }
+        };
+        let _ = self.metrics.cast(MetricsMsg::Affinity {
+            router: router.clone(),
+            status: affinity,
+        });
+
+        let mut candidates = switchyard_ranker::rank(&self.ranker, &router, &route).await?;
+        if let Some(pin) = &pin {
+            put_first(&mut candidates, &pin.model);
+        }
+        if candidates.models.is_empty() {
+            return Err(IngressError::NoCandidates(format!(
+                "every model of route `{route}` of router `{router}` belongs to a provider without a key"
+            )));
+        }
+        Ok(Plan {
+            target,
+            route,
+            decision,
+            candidates,
+            affinity,
+            session: session.map(|key| (key, pin)),
+            decision_time: started.elapsed(),
+        })
+    }
+
+    /// A session's pin, if live and still pointing at a configured model and
+    /// an existing task. A store failure degrades to "no pin": routing
+    /// without the pin is better than failing the request.
+    async fn live_pin(&self, key: &PinKey) -> Option<Pin> {
+        match switchyard_affinity::lookup(&self.affinity, key.clone()).await {
+            Ok(Some(pin)) => {
+                let router = self.config.router(&key.router)?;
+                let route_exists = pin.route == switchyard_types::OTHER_ROUTE
+                    || router.task(&pin.route).is_some();
+                (route_exists && self.config.model(&pin.model).is_some()).then_some(pin)
+            }
+            Ok(None) => None,
+            Err(err) => {
+                tracing::warn!(error = %err, "affinity lookup failed; routing without the pin");
+                None
+            }
+        }
+    }
+
+    /// Records the model that served a session's turn (pin on the first
+    /// turn, move the pin after a failover).
+    pub async fn pin(&self, plan: &Plan, model: &str) {
+        let Some((key, previous)) = &plan.session else {
+            return;
+        };
+        if let Err(err) = switchyard_affinity::pin_served(
+            &self.affinity,
+            key.clone(),
+            plan.route.clone(),
+            model.to_owned(),
+            previous.as_ref(),
+        )
+        .await
+        {
+            tracing::warn!(error = %err, "could not pin the session");
+        }
+    }
+
+    pub fn report(&self, outcome: DispatchOutcome) {
+        let _ = self.metrics.cast(MetricsMsg::Outcome(Box::new(outcome)));
+    }
+}
+
+/// Moves (or inserts) the pinned model to the front, so the session keeps
+/// its model and the rest of the ranking stays as failover.
+fn put_first(candidates: &mut RankedCandidates, model: &str) {
+    match candidates.models.iter().position(|m| m == model) {
+        Some(0) => {}
+        Some(index) => {
+            let pinned = candidates.models.remove(index);
+            candidates.models.insert(0, pinned);
+            if index >= candidates.fallback_from {
+                candidates.fallback_from += 1;
+            }
+        }
+        None => {
+            candidates.models.insert(0, model.to_owned());
+            candidates.fallback_from += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ranked(models: &[&str], fallback_from: usize) -> RankedCandidates {
+        RankedCandidates {
+            models: models.iter().map(|m| (*m).to_owned()).collect(),
+            fallback_from,
+        }
+    }
+
+    #[test]
+    fn pinned_model_goes_first_and_the_rest_keeps_its_order() {
+        let mut candidates = ranked(&["a", "b", "c", "f"], 3);
+        put_first(&mut candidates, "c");
+        assert_eq!(candidates, ranked(&["c", "a", "b", "f"], 3));
+        let mut candidates = ranked(&["a", "b", "f"], 2);
+        put_first(&mut candidates, "f");
+        assert_eq!(candidates, ranked(&["f", "a", "b"], 3));
+        let mut candidates = ranked(&["a", "b"], 2);
+        put_first(&mut candidates, "z");
+        assert_eq!(candidates, ranked(&["z", "a", "b"], 3));
+    }
+}
