@@ -111,7 +111,7 @@ pub async fn spawn_pool(
         .router(Default::default())
         .num_initial_workers(workers.max(1))
         .build();
-    let (pool, handle) = Actor::spawn(Some("classifier".to_owned()), factory, arguments)
+    let (pool, handle) = Actor::spawn(None, factory, arguments)
         .await
         .map_err(|err| ClassifierError::Unavailable(err.to_string()))?;
     Ok((pool, handle))
