@@ -1,5 +1,7 @@
 //! The HTTP surface: bad input, models, health, metrics.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a failed unwrap is a failed test")]
+
 use serde_json::{Value, json};
 use switchyard_tests::{Sandbox, TEST_KEY, ask, sample};
 

@@ -1,6 +1,8 @@
 //! Streaming: SSE relayed event by event, failover before the first byte,
 //! an error event when the stream breaks after it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a failed unwrap is a failed test")]
+
 use serde_json::{Value, json};
 use switchyard_mock::{Failure, MockConfig};
 use switchyard_tests::{Sandbox, ask, sample, sse_events};

@@ -5,7 +5,7 @@
 //! `{slow}` placeholders become the base URLs of two fake upstreams (one
 //! answering at once, one after a delay), then talk to the node over HTTP.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test support: a failed unwrap is a failed test")]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -108,7 +108,7 @@ impl<B: AffinityBackend + std::fmt::Debug + Sync> Actor for AffinityStoreActor<B
                 Err(err) => tracing::warn!(error = %err, "could not purge session pins"),
             },
             AffinityMsg::Count { reply } => {
-                let _ = reply.send(state.backend.len());
+                let _ = reply.send(state.backend.pin_count());
             }
         }
         Ok(())

@@ -66,7 +66,7 @@ pub trait AffinityBackend: Send + 'static {
     ) -> impl Future<Output = Result<usize, AffinityError>> + Send;
 
     /// Live pins held (approximately: expired ones may linger until purged).
-    fn len(&self) -> usize;
+    fn pin_count(&self) -> usize;
 }
 
 /// The embedded single-node store: a map with an expiry index, bounded in
@@ -160,7 +160,7 @@ impl AffinityBackend for LocalStore {
         Ok(self.purge(now))
     }
 
-    fn len(&self) -> usize {
+    fn pin_count(&self) -> usize {
         self.pins.len()
     }
 }
@@ -219,7 +219,7 @@ mod tests {
         store.set_if_absent(key("old"), pin("a", t0 + Duration::from_secs(10)), t0).await.unwrap();
         store.set_if_absent(key("new"), pin("a", t0 + Duration::from_secs(20)), t0).await.unwrap();
         store.set_if_absent(key("newest"), pin("a", t0 + Duration::from_secs(30)), t0).await.unwrap();
-        assert_eq!(store.len(), 2);
+        assert_eq!(store.pin_count(), 2);
         assert_eq!(store.get(&key("old"), t0).await.unwrap(), None);
         assert!(store.get(&key("newest"), t0).await.unwrap().is_some());
         assert_eq!(store.purge_expired(t0 + Duration::from_secs(25)).await.unwrap(), 1);

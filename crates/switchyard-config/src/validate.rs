@@ -353,10 +353,24 @@ fn routers(
                     ));
                 }
             };
+            let task_models =
+                model_list(&format!("{task_place}.models"), &task.models, models, index, true)?;
+            let priced_per_token = task_models.iter().any(|id| {
+                index
+                    .get(id)
+                    .and_then(|&m| models.get(m))
+                    .is_some_and(|model| matches!(model.price, Price::PerToken { .. }))
+            });
+            if policy == SelectionPolicy::Cheapest && !priced_per_token {
+                return Err(ConfigError::invalid(
+                    format!("{task_place}.selection_policy"),
+                    "`cheapest` ranks by per-token price, and every model of this task is priced by the hour",
+                ));
+            }
             tasks.push(Task {
                 name: task.name.clone(),
                 description: task.description.trim().to_owned(),
-                models: model_list(&format!("{task_place}.models"), &task.models, models, index, true)?,
+                models: task_models,
                 policy,
             });
         }
@@ -401,4 +415,135 @@ fn classifier(raw: &RawConfig) -> Result<ClassifierConfig, ConfigError> {
         workers,
         other_threshold,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use crate::{Config, ConfigError, DemoMode, Price, SelectionPolicy};
+
+    const VALID: &str = r#"
+providers:
+  - { name: p, kind: openai, base_url: "http://127.0.0.1:9/v1/", api_key_env: P_KEY }
+  - { name: local, kind: openai, base_url: "http://127.0.0.1:8000/v1" }
+models:
+  - { id: a, provider: p, upstream: vendor/a, price: { input: 1, output: 2 }, aliases: [alpha] }
+  - { id: b, provider: p, price: { input: 0.5, output: 1 } }
+  - { id: gpu, provider: local, price: { hourly: 2.5 } }
+routers:
+  - name: r
+    tasks:
+      - { name: t1, description: "Things", models: [alpha, b], selection_policy: cheapest }
+      - { name: t2, description: "Other things", models: [gpu] }
+    fallback_models: [b]
+"#;
+
+    fn load(yaml: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(yaml, &HashMap::from([("P_KEY".to_owned(), "k".to_owned())]))
+    }
+
+    fn refusal(yaml: &str) -> String {
+        load(yaml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_valid_config_resolves_names_and_defaults() {
+        let config = load(VALID).unwrap();
+        let router = config.router("r").unwrap();
+        assert_eq!(router.tasks[0].models, ["a", "b"], "aliases resolve to ids");
+        assert_eq!(router.tasks[0].policy, SelectionPolicy::Cheapest);
+        assert_eq!(router.tasks[1].policy, SelectionPolicy::Manual, "manual by default");
+        assert_eq!(config.model("alpha").unwrap().upstream, "vendor/a");
+        assert_eq!(config.model("b").unwrap().upstream, "b");
+        assert_eq!(config.model("gpu").unwrap().price, Price::Hourly { usd_per_hour: 2.5 });
+        assert_eq!(config.provider("p").unwrap().base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.affinity.ttl.as_secs(), 3600);
+        assert!(!config.demo_active());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_place() {
+        let yaml = VALID.replace("selection_policy: cheapest", "selection_polcy: cheapest");
+        let message = refusal(&yaml);
+        assert!(message.contains("selection_polcy"), "{message}");
+        assert!(message.contains("routers[0].tasks[0]"), "{message}");
+        let message = refusal(&format!("{VALID}\nlisten: 1.2.3.4:5\n"));
+        assert!(message.contains("unknown field `listen`"), "{message}");
+    }
+
+    #[test]
+    fn dangling_references_name_their_place() {
+        let message = refusal(&VALID.replace("[alpha, b]", "[alpha, c]"));
+        assert_eq!(message, "config routers[0].tasks[0].models[1]: unknown model `c`");
+        let message = refusal(&VALID.replace("fallback_models: [b]", "fallback_models: [zz]"));
+        assert_eq!(message, "config routers[0].fallback_models[0]: unknown model `zz`");
+        let message = refusal(&VALID.replace("provider: local", "provider: nowhere"));
+        assert_eq!(message, "config models[2].provider: unknown provider `nowhere`");
+    }
+
+    #[test]
+    fn duplicates_are_refused() {
+        let message = refusal(&VALID.replace("id: b,", "id: a,"));
+        assert!(message.contains("models[1].id") && message.contains("already"), "{message}");
+        let message = refusal(&VALID.replace("aliases: [alpha]", "aliases: [b]"));
+        assert!(message.contains("models[1].id"), "{message}");
+        let message = refusal(&VALID.replace("name: t2", "name: t1"));
+        assert_eq!(message, "config routers[0].tasks[1].name: duplicate name `t1`");
+        let message = refusal(&VALID.replace("[alpha, b]", "[alpha, a]"));
+        assert_eq!(message, "config routers[0].tasks[0].models[1]: model `a` is listed twice");
+        let twice = format!("{VALID}  - name: r\n    tasks: [{{ name: x, description: y, models: [a] }}]\n    fallback_models: [b]\n");
+        assert_eq!(refusal(&twice), "config routers[1].name: duplicate name `r`");
+    }
+
+    #[test]
+    fn empty_pools_and_bad_values_are_refused() {
+        let message = refusal(&VALID.replace("models: [gpu]", "models: []"));
+        assert_eq!(message, "config routers[0].tasks[1].models: the model pool is empty");
+        let message = refusal(&VALID.replace("fallback_models: [b]", "fallback_models: []"));
+        assert_eq!(message, "config routers[0].fallback_models: the model pool is empty");
+        let message = refusal(&VALID.replace("name: t2", "name: other"));
+        assert!(message.contains("reserved"), "{message}");
+        let message = refusal(&VALID.replace("{ input: 0.5, output: 1 }", "{ input: 0.5 }"));
+        assert!(message.starts_with("config models[1].price:"), "{message}");
+        let message = refusal(&VALID.replace("{ hourly: 2.5 }", "{ hourly: 2.5, input: 1, output: 1 }"));
+        assert!(message.starts_with("config models[2].price:"), "{message}");
+        let message = refusal(&VALID.replace("models: [gpu]", "models: [gpu], selection_policy: cheapest"));
+        assert!(message.starts_with("config routers[0].tasks[1].selection_policy:"), "{message}");
+        let message = refusal(&VALID.replace("selection_policy: cheapest", "selection_policy: random"));
+        assert!(message.contains("unknown policy `random`"), "{message}");
+        let message = refusal(&VALID.replace("kind: openai, base_url: \"http://127.0.0.1:9", "kind: openai, base_url: \"ftp://x"));
+        assert!(message.starts_with("config providers[0].base_url"), "{message}");
+    }
+
+    #[test]
+    fn keys_come_from_the_environment_and_never_print() {
+        let config = load(VALID).unwrap();
+        let provider = config.provider("p").unwrap();
+        assert_eq!(provider.api_key.as_ref().unwrap().expose(), "k");
+        assert!(!format!("{config:?}").contains("\"k\""));
+        let without_key = Config::from_yaml(VALID, &HashMap::new()).unwrap();
+        assert!(!without_key.provider("p").unwrap().available);
+        assert!(without_key.provider("local").unwrap().available, "no key needed");
+        assert!(!without_key.demo_active(), "a keyless provider still serves");
+    }
+
+    #[test]
+    fn embedded_default_is_valid_and_goes_demo_without_keys() {
+        let config = Config::embedded_default(&HashMap::new()).unwrap();
+        assert_eq!(config.demo, DemoMode::Auto);
+        assert!(config.demo_active());
+        let names: Vec<&str> = config.routers.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["software-engineering", "writing", "knowledge-base", "general"]);
+        for router in &config.routers {
+            assert!((4..=8).contains(&router.tasks.len()), "{}", router.name);
+        }
+        let with_key =
+            Config::embedded_default(&HashMap::from([("OPENAI_API_KEY".to_owned(), "k".to_owned())]))
+                .unwrap();
+        assert!(!with_key.demo_active());
+        assert!(with_key.provider("openai").unwrap().available);
+        assert!(!with_key.provider("anthropic").unwrap().available);
+    }
 }

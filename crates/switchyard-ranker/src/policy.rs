@@ -10,10 +10,10 @@ use crate::RankerError;
 /// Cheapest first by input + output price per million tokens. Models priced
 /// by the hour have no per-token price to compare and are excluded; ties
 /// keep the declared order.
-pub fn cheapest<'a>(
-    candidates: &'a [String],
+pub fn cheapest(
+    candidates: &[String],
     price_of: impl Fn(&str) -> Option<Price>,
-) -> Vec<&'a str> {
+) -> Vec<&str> {
     let mut priced: Vec<(&str, f64)> = candidates
         .iter()
         .filter_map(|id| match price_of(id) {
@@ -28,10 +28,10 @@ pub fn cheapest<'a>(
 
 /// Fastest first by measured time to first token; models without data
 /// follow those with data, in declared order.
-pub fn fastest<'a>(
-    candidates: &'a [String],
+pub fn fastest(
+    candidates: &[String],
     ttft_of: impl Fn(&str) -> Option<Duration>,
-) -> Vec<&'a str> {
+) -> Vec<&str> {
     let mut measured: Vec<(&str, Duration)> = Vec::new();
     let mut unmeasured: Vec<&str> = Vec::new();
     for id in candidates {
