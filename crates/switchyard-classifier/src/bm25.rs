@@ -20,7 +20,7 @@ use crate::{Classification, Classifier, ClassifierError, RouteIndex, RouteSpec};
 
 /// Default score below which the answer is `other`; tuned on the dev splits
 /// of the shared datasets (README, "Routing accuracy").
-pub const DEFAULT_OTHER_THRESHOLD: f32 = 1.0;
+pub const DEFAULT_OTHER_THRESHOLD: f32 = 0.5;
 
 /// Weights of the routed user turn and the user turns before it, newest first.
 const USER_TURN_WEIGHTS: [f32; 3] = [1.0, 0.5, 0.25];

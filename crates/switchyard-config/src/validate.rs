@@ -547,3 +547,19 @@ routers:
         assert!(!with_key.provider("anthropic").unwrap().available);
     }
 }
+
+#[cfg(test)]
+mod shipped_configs {
+    use std::collections::HashMap;
+
+    use crate::Config;
+
+    #[test]
+    fn the_single_node_example_in_cluster_is_valid() {
+        let yaml = include_str!("../../../cluster/single-node.yaml");
+        let config = Config::from_yaml(yaml, &HashMap::new()).unwrap();
+        assert!(!config.demo_active(), "demo: off");
+        assert!(config.provider("vllm").unwrap().available, "keyless");
+        assert!(!config.provider("openai").unwrap().available, "no key in this test");
+    }
+}

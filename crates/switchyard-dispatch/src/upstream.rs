@@ -74,3 +74,117 @@ impl Dispatcher {
         self.upstreams.get(model)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+
+    use switchyard_mock::{Failure, MockConfig, MockServer};
+    use switchyard_types::{AttemptFailure, ChatRequest, RankedCandidates};
+
+    use super::*;
+    use crate::{DispatchFailure, ServedBody};
+
+    async fn setup(failures: &[(&str, Failure)]) -> (MockServer, Dispatcher) {
+        let mock = MockServer::start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            MockConfig {
+                failures: failures
+                    .iter()
+                    .map(|(model, failure)| ((*model).to_owned(), failure.clone()))
+                    .collect(),
+                ..MockConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        let yaml = format!(
+            r#"
+providers:
+  - {{ name: p, kind: openai, base_url: "{}" }}
+  - {{ name: keyed, kind: openai, base_url: "{}", api_key_env: NOT_SET }}
+models:
+  - {{ id: a, provider: p, price: {{ input: 1, output: 1 }} }}
+  - {{ id: b, provider: p, price: {{ input: 1, output: 1 }} }}
+  - {{ id: c, provider: p, price: {{ input: 1, output: 1 }} }}
+  - {{ id: k, provider: keyed, price: {{ input: 1, output: 1 }} }}
+routers: []
+"#,
+            mock.base_url(),
+            mock.base_url()
+        );
+        let config = Config::from_yaml(&yaml, &HashMap::new()).unwrap();
+        (mock, Dispatcher::new(&config).unwrap())
+    }
+
+    fn candidates(models: &[&str]) -> RankedCandidates {
+        RankedCandidates {
+            models: models.iter().map(|m| (*m).to_owned()).collect(),
+            fallback_from: 2,
+        }
+    }
+
+    fn request() -> ChatRequest {
+        ChatRequest::from_json(br#"{"model":"router:r","messages":[{"role":"user","content":"hi there"}]}"#)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn tries_candidates_in_order_and_skips_models_without_a_key() {
+        let (mock, dispatcher) = setup(&[("a", Failure::Status(503))]).await;
+        let served = dispatcher
+            .dispatch(&request(), &candidates(&["a", "k", "b", "c"]))
+            .await
+            .unwrap();
+        assert_eq!((served.model.as_str(), served.index), ("b", 2));
+        let failures: Vec<_> = served.attempts.iter().map(|a| (a.model.as_str(), &a.failure)).collect();
+        assert_eq!(failures[0], ("a", &AttemptFailure::Status { status: 503 }));
+        assert!(matches!(failures[1], ("k", AttemptFailure::Unavailable { .. })));
+        let ServedBody::Json { value, usage, .. } = served.body else {
+            panic!("expected JSON");
+        };
+        assert_eq!(value["model"], "b");
+        assert_eq!(usage.unwrap().completion_tokens, 12);
+        assert_eq!((mock.requests("a"), mock.requests("b"), mock.requests("c")), (1, 1, 0));
+        mock.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn stops_at_a_request_error() {
+        let (mock, dispatcher) = setup(&[("a", Failure::Status(422))]).await;
+        let failure = dispatcher
+            .dispatch(&request(), &candidates(&["a", "b"]))
+            .await
+            .unwrap_err();
+        let DispatchFailure::Rejected { model, status, body, .. } = failure else {
+            panic!("expected a rejection");
+        };
+        assert_eq!((model.as_str(), status), ("a", 422));
+        assert!(body["error"]["message"].is_string());
+        assert_eq!(mock.requests("b"), 0);
+        mock.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn reports_every_attempt_when_all_fail() {
+        let (mock, dispatcher) =
+            setup(&[("a", Failure::Status(500)), ("b", Failure::Status(429))]).await;
+        let failure = dispatcher
+            .dispatch(&request(), &candidates(&["a", "b"]))
+            .await
+            .unwrap_err();
+        let DispatchFailure::AllFailed { attempts } = failure else {
+            panic!("expected all to fail");
+        };
+        let statuses: Vec<_> = attempts.iter().map(|a| (a.model.as_str(), a.failure.clone())).collect();
+        assert_eq!(
+            statuses,
+            [
+                ("a", AttemptFailure::Status { status: 500 }),
+                ("b", AttemptFailure::Status { status: 429 })
+            ]
+        );
+        mock.shutdown().await;
+    }
+}

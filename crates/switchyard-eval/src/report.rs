@@ -124,12 +124,12 @@ impl Report {
         let pct = |v: f64| format!("{:6.2}%", v * 100.0);
         let other = |v: Option<f64>| v.map_or_else(|| "      -".to_owned(), pct);
         let mut out = format!(
-            "classifier {}: {} cases\n\n{:<28} {:>7} {:>9} {:>12} {:>12}\n",
+            "classifier {}: {} cases\n\n{:<32} {:>7} {:>9} {:>12} {:>12}\n",
             self.classifier, self.cases, "group", "cases", "accuracy", "other recall", "conv. acc."
         );
         let mut row = |name: &str, g: &Group| {
             out.push_str(&format!(
-                "{:<28} {:>7} {:>9} {:>12} {:>12}\n",
+                "{:<32} {:>7} {:>9} {:>12} {:>12}\n",
                 name,
                 g.cases,
                 pct(g.accuracy),
