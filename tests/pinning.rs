@@ -44,7 +44,7 @@ async fn later_turns_keep_the_first_turns_model_and_skip_the_classifier() {
     assert_eq!(sample(&metrics, r#"switchyard_affinity_lookups_total{router="eng",result="hit"}"#), Some(2.0));
     assert_eq!(sample(&metrics, r#"switchyard_affinity_lookups_total{router="eng",result="miss"}"#), Some(2.0));
     // Two classifications only: the two first turns.
-    assert_eq!(sample(&metrics, r#"switchyard_classifier_decision_seconds_count{classifier="bm25"}"#), Some(2.0));
+    assert_eq!(sample(&metrics, r#"switchyard_classifier_decision_seconds_count{classifier="lexical"}"#), Some(2.0));
     sandbox.stop().await;
 }
 

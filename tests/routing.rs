@@ -127,7 +127,7 @@ async fn route_endpoint_explains_the_decision_without_calling_upstream() {
     );
     assert_eq!(decision["fallback_from"], 3);
     assert_eq!(decision["affinity"], "none");
-    assert_eq!(decision["classifier"], "bm25");
+    assert_eq!(decision["classifier"], "lexical");
     let scores = decision["scores"].as_object().unwrap();
     assert_eq!(scores.len(), 3);
     assert!(scores["debugging"].as_f64().unwrap() > scores["code_review"].as_f64().unwrap());

@@ -59,7 +59,7 @@ routers:
         selection_policy: fastest
     fallback_models: [spare, mid]
 classifier:
-  kind: bm25
+  kind: lexical
   workers: 2
 affinity:
   ttl_secs: 600

@@ -42,7 +42,7 @@ impl Bm25Classifier {
 
 impl Classifier for Bm25Classifier {
     fn name(&self) -> &'static str {
-        "bm25"
+        "lexical"
     }
 
     fn prepare(&self, routes: &[RouteSpec]) -> Result<Arc<dyn RouteIndex>, ClassifierError> {

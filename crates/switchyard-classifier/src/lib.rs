@@ -38,7 +38,7 @@ pub enum ClassifierError {
 }
 
 /// Names accepted by [`build`].
-pub const AVAILABLE: &[&str] = &["bm25"];
+pub const AVAILABLE: &[&str] = &["lexical"];
 
 /// One task a request can be routed to, as the classifier sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -80,7 +80,8 @@ pub fn build(
     other_threshold: Option<f32>,
 ) -> Result<Arc<dyn Classifier>, ClassifierError> {
     match kind {
-        "bm25" => Ok(Arc::new(Bm25Classifier::new(
+        // `bm25` names the same baseline by its algorithm.
+        "lexical" | "bm25" => Ok(Arc::new(Bm25Classifier::new(
             other_threshold.unwrap_or(bm25::DEFAULT_OTHER_THRESHOLD),
         ))),
         other => Err(ClassifierError::UnknownClassifier(other.to_owned())),

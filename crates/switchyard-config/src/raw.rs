@@ -103,7 +103,7 @@ pub struct RawTask {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawClassifier {
-    /// `bm25` (the lexical baseline).
+    /// `lexical` (the BM25 baseline; `bm25` also accepted).
     pub kind: Option<String>,
     /// Worker actors in the classifier pool.
     pub workers: Option<usize>,

@@ -18,6 +18,9 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_DATA_DIR: &str = "./data";
 const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+/// Classifier kinds a node can run (`bm25` is the lexical baseline by its
+/// algorithm's name).
+const CLASSIFIERS: &[&str] = &["lexical", "bm25"];
 const DEFAULT_AFFINITY_TTL_SECS: u64 = 3600;
 const DEFAULT_MAX_SESSIONS: usize = 100_000;
 
@@ -391,11 +394,11 @@ fn routers(
 }
 
 fn classifier(raw: &RawConfig) -> Result<ClassifierConfig, ConfigError> {
-    let kind = raw.classifier.kind.clone().unwrap_or_else(|| "bm25".to_owned());
-    if kind != "bm25" {
+    let kind = raw.classifier.kind.clone().unwrap_or_else(|| "lexical".to_owned());
+    if !CLASSIFIERS.contains(&kind.as_str()) {
         return Err(ConfigError::invalid(
             "classifier.kind",
-            format!("unknown classifier `{kind}`; expected bm25"),
+            format!("unknown classifier `{kind}`; expected one of {}", CLASSIFIERS.join(", ")),
         ));
     }
     let workers = positive(

@@ -18,7 +18,7 @@ pub struct RouteDecision {
     /// A score for every task of the router, in declared order; higher is a
     /// better fit. The scale belongs to the classifier that produced it.
     pub scores: Vec<(String, f32)>,
-    /// Which classifier decided (`bm25`, later the MoE head).
+    /// Which classifier decided (`lexical`, later the learned ones).
     pub classifier: String,
     /// Time spent deciding, for metrics and `/v1/route`'s `decision_ms`.
     #[serde(skip)]

@@ -43,7 +43,7 @@ enum Command {
         #[arg(long)]
         dataset: PathBuf,
         /// Classifier to evaluate.
-        #[arg(long, default_value = "bm25")]
+        #[arg(long, default_value = "lexical")]
         classifier: String,
         /// Score below which the answer is `other` (classifier's default if unset).
         #[arg(long)]
