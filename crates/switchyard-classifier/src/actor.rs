@@ -159,7 +159,7 @@ mod tests {
     #[tokio::test]
     async fn pool_answers_concurrent_requests() {
         let config = Config::embedded_default(&HashMap::new()).unwrap();
-        let classifier = crate::build("lexical", None).unwrap();
+        let classifier = crate::build(&crate::ClassifierSpec::new("lexical", None)).unwrap();
         let indexes = RouterIndexes::prepare(&config, classifier.as_ref()).unwrap();
         let (pool, handle) = spawn_pool(Arc::new(ArcSwap::from_pointee(indexes)), 2)
             .await

@@ -105,7 +105,7 @@ impl RouteIndex for Bm25Index {
         &self.routes
     }
 
-    fn classify(&self, conversation: &Conversation) -> Classification {
+    fn classify(&self, conversation: &Conversation) -> Result<Classification, ClassifierError> {
         let mut scores = vec![0.0_f32; self.routes.len()];
         for (turn, weight) in conversation
             .user_turns_newest_first()
@@ -116,10 +116,10 @@ impl RouteIndex for Bm25Index {
         if let Some(turn) = conversation.last_assistant_turn() {
             self.add_scores(&turn.text, ASSISTANT_TURN_WEIGHT, &mut scores);
         }
-        Classification {
+        Ok(Classification {
             route: best_route(&scores, self.other_threshold),
             scores,
-        }
+        })
     }
 }
 
@@ -171,7 +171,7 @@ mod tests {
 
     fn classify(turns: &[(Role, &str)]) -> Option<String> {
         let index = Bm25Classifier::new(1.0).prepare(&routes()).unwrap();
-        let result = index.classify(&conversation(turns));
+        let result = index.classify(&conversation(turns)).unwrap();
         result.route.map(|i| index.routes()[i].name.clone())
     }
 

@@ -8,21 +8,26 @@
 //! # Layout
 //! - [`bm25`]: the lexical baseline shipped first, kept for comparison with
 //!   the learned classifiers that replace it.
+//! - [`embedding`]: cosine between the conversation and each route in the
+//!   sentence encoder's space (`switchyard_encoder`).
 //! - [`actor`]: the `Classifier` actor, a pool of workers (a ractor factory)
 //!   that the ingress calls; classification runs off the async runtime.
 //! - [`RouterIndexes`]: the prepared indexes for every router of a config.
 
 pub mod actor;
 pub mod bm25;
+pub mod embedding;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use switchyard_config::Config;
+use switchyard_config::{ClassifierConfig, Config, EncoderBackend};
+use switchyard_encoder::{Device, Encoder, EncoderSettings};
 use switchyard_types::{Conversation, OTHER_ROUTE, RouteDecision};
 
 pub use actor::{ClassifierMsg, ClassifierPool, SharedIndexes, classify, spawn_pool};
 pub use bm25::Bm25Classifier;
+pub use embedding::EmbeddingClassifier;
 
 /// Why a conversation could not be classified.
 #[derive(Debug, thiserror::Error)]
@@ -35,10 +40,12 @@ pub enum ClassifierError {
     NoRoutes,
     #[error("the classifier pool is not running: {0}")]
     Unavailable(String),
+    #[error(transparent)]
+    Encoder(#[from] switchyard_encoder::EncoderError),
 }
 
 /// Names accepted by [`build`].
-pub const AVAILABLE: &[&str] = &["lexical"];
+pub const AVAILABLE: &[&str] = &["lexical", "embedding"];
 
 /// One task a request can be routed to, as the classifier sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -70,20 +77,69 @@ pub trait Classifier: Send + Sync + std::fmt::Debug {
 /// by design: callers run it off the async runtime.
 pub trait RouteIndex: Send + Sync + std::fmt::Debug {
     fn routes(&self) -> &[RouteSpec];
-    fn classify(&self, conversation: &Conversation) -> Classification;
+    fn classify(&self, conversation: &Conversation) -> Result<Classification, ClassifierError>;
 }
 
-/// Builds the classifier named in the config or on the command line, with
-/// its own default `other` threshold unless one is given.
-pub fn build(
-    kind: &str,
-    other_threshold: Option<f32>,
-) -> Result<Arc<dyn Classifier>, ClassifierError> {
-    match kind {
+/// What it takes to build a classifier.
+#[derive(Debug, Clone)]
+pub struct ClassifierSpec {
+    /// `lexical` (or `bm25`), `embedding`.
+    pub kind: String,
+    /// The classifier's own default when `None`.
+    pub other_threshold: Option<f32>,
+    /// For classifiers that use the sentence encoder.
+    pub encoder: EncoderSettings,
+    /// Token budget of the turns that make up the context.
+    pub context_tokens: usize,
+}
+
+impl ClassifierSpec {
+    /// A spec with default encoder settings.
+    pub fn new(kind: &str, other_threshold: Option<f32>) -> ClassifierSpec {
+        ClassifierSpec {
+            kind: kind.to_owned(),
+            other_threshold,
+            encoder: EncoderSettings::default(),
+            context_tokens: embedding::DEFAULT_CONTEXT_TOKENS,
+        }
+    }
+
+    pub fn from_config(config: &ClassifierConfig) -> ClassifierSpec {
+        ClassifierSpec {
+            kind: config.kind.clone(),
+            other_threshold: config.other_threshold,
+            encoder: EncoderSettings {
+                model_dir: config.model_dir.clone(),
+                device: match config.backend {
+                    EncoderBackend::Cpu => Device::Cpu,
+                    EncoderBackend::Cuda => Device::Cuda,
+                },
+                max_batch: config.max_batch,
+                max_wait: config.max_wait,
+                cache_entries: config.cache_entries,
+                max_message_tokens: config.max_message_tokens,
+            },
+            context_tokens: config.context_tokens,
+        }
+    }
+}
+
+/// Builds the classifier a spec names; the encoder is loaded (and its files
+/// checked) only for classifiers that use it.
+pub fn build(spec: &ClassifierSpec) -> Result<Arc<dyn Classifier>, ClassifierError> {
+    match spec.kind.as_str() {
         // `bm25` names the same baseline by its algorithm.
         "lexical" | "bm25" => Ok(Arc::new(Bm25Classifier::new(
-            other_threshold.unwrap_or(bm25::DEFAULT_OTHER_THRESHOLD),
+            spec.other_threshold.unwrap_or(bm25::DEFAULT_OTHER_THRESHOLD),
         ))),
+        "embedding" => {
+            let encoder = Arc::new(Encoder::load(&spec.encoder)?);
+            Ok(Arc::new(EmbeddingClassifier::new(
+                encoder,
+                spec.other_threshold.unwrap_or(embedding::DEFAULT_OTHER_THRESHOLD),
+                spec.context_tokens,
+            )))
+        }
         other => Err(ClassifierError::UnknownClassifier(other.to_owned())),
     }
 }
@@ -126,7 +182,7 @@ impl RouterIndexes {
             .get(router)
             .ok_or_else(|| ClassifierError::UnknownRouter(router.to_owned()))?;
         let started = std::time::Instant::now();
-        let classification = index.classify(conversation);
+        let classification = index.classify(conversation)?;
         Ok(to_decision(
             router,
             self.classifier,

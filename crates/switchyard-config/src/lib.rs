@@ -19,7 +19,8 @@ pub mod raw;
 mod validate;
 
 pub use model::{
-    AffinityConfig, ClassifierConfig, Config, DemoMode, DispatchConfig, Model, Price, Provider,
+    AffinityConfig, ClassifierConfig, Config, DemoMode, DispatchConfig, EncoderBackend, Model,
+    Price, Provider,
     ProviderKind, Router, Secret, SelectionPolicy, ServerConfig, Task,
 };
 

@@ -134,10 +134,24 @@ impl Router {
     }
 }
 
+/// Where the sentence encoder runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncoderBackend {
+    Cpu,
+    Cuda,
+}
+
 #[derive(Debug, Clone)]
 pub struct ClassifierConfig {
     pub kind: String,
     pub workers: usize,
+    pub backend: EncoderBackend,
+    pub model_dir: PathBuf,
+    pub max_batch: usize,
+    pub max_wait: Duration,
+    pub cache_entries: usize,
+    pub context_tokens: usize,
+    pub max_message_tokens: usize,
     /// Score below which a request goes to `other`; each classifier has its
     /// own scale and default.
     pub other_threshold: Option<f32>,

@@ -103,12 +103,27 @@ pub struct RawTask {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawClassifier {
-    /// `lexical` (the BM25 baseline; `bm25` also accepted).
+    /// `lexical` (the BM25 baseline; `bm25` also accepted) or `embedding`.
     pub kind: Option<String>,
     /// Worker actors in the classifier pool.
     pub workers: Option<usize>,
-    /// Below this score the request goes to `other`.
+    /// Below this score the request goes to `other` (each classifier has
+    /// its own scale and default).
     pub other_threshold: Option<f32>,
+    /// Where the encoder runs: `cpu` (default) or `cuda`.
+    pub backend: Option<String>,
+    /// Directory of the encoder's files (fetched by `models/fetch.sh`).
+    pub model_dir: Option<String>,
+    /// Most messages encoded in one forward pass.
+    pub max_batch: Option<usize>,
+    /// How long a message waits for others to share its batch.
+    pub max_wait_ms: Option<u64>,
+    /// Message embeddings kept in the LRU cache.
+    pub cache_entries: Option<usize>,
+    /// Token budget of the turns that make up a conversation's context.
+    pub context_tokens: Option<usize>,
+    /// Longest encoder input per message, in tokens.
+    pub max_message_tokens: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,7 +9,8 @@ use switchyard_types::OTHER_ROUTE;
 
 use crate::ConfigError;
 use crate::model::{
-    AffinityConfig, ClassifierConfig, Config, DemoMode, DispatchConfig, Model, Price, Provider,
+    AffinityConfig, ClassifierConfig, Config, DemoMode, DispatchConfig, EncoderBackend, Model,
+    Price, Provider,
     ProviderKind, Router, Secret, SelectionPolicy, ServerConfig, Task,
 };
 use crate::raw::{RawConfig, RawModel, RawPrice, RawProvider, RawRouter};
@@ -20,7 +21,7 @@ const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 /// Classifier kinds a node can run (`bm25` is the lexical baseline by its
 /// algorithm's name).
-const CLASSIFIERS: &[&str] = &["lexical", "bm25"];
+const CLASSIFIERS: &[&str] = &["lexical", "bm25", "embedding"];
 const DEFAULT_AFFINITY_TTL_SECS: u64 = 3600;
 const DEFAULT_MAX_SESSIONS: usize = 100_000;
 
@@ -413,10 +414,52 @@ fn classifier(raw: &RawConfig) -> Result<ClassifierConfig, ConfigError> {
             "must be a non-negative number",
         ));
     }
+    let backend = match raw.classifier.backend.as_deref() {
+        None | Some("cpu") => EncoderBackend::Cpu,
+        Some("cuda") => EncoderBackend::Cuda,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "classifier.backend",
+                format!("unknown backend `{other}`; expected cpu or cuda"),
+            ));
+        }
+    };
+    let max_message_tokens = positive(
+        raw.classifier.max_message_tokens.map(|n| n as u64),
+        256,
+        "classifier.max_message_tokens",
+    )? as usize;
+    if !(8..=512).contains(&max_message_tokens) {
+        return Err(ConfigError::invalid(
+            "classifier.max_message_tokens",
+            "must be between 8 and 512 (the encoder's positions)",
+        ));
+    }
     Ok(ClassifierConfig {
         kind,
         workers,
         other_threshold,
+        backend,
+        model_dir: PathBuf::from(
+            raw.classifier
+                .model_dir
+                .as_deref()
+                .unwrap_or("models/cache/all-minilm-l6-v2"),
+        ),
+        max_batch: positive(raw.classifier.max_batch.map(|n| n as u64), 16, "classifier.max_batch")?
+            as usize,
+        max_wait: Duration::from_millis(raw.classifier.max_wait_ms.unwrap_or(2)),
+        cache_entries: positive(
+            raw.classifier.cache_entries.map(|n| n as u64),
+            20_000,
+            "classifier.cache_entries",
+        )? as usize,
+        context_tokens: positive(
+            raw.classifier.context_tokens.map(|n| n as u64),
+            512,
+            "classifier.context_tokens",
+        )? as usize,
+        max_message_tokens,
     })
 }
 

@@ -77,7 +77,7 @@ pub fn evaluate(
         };
         let conversation = Conversation::from_messages(&case.messages);
         let started = Instant::now();
-        let classification = index.classify(&conversation);
+        let classification = index.classify(&conversation)?;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let predicted = classification
             .route

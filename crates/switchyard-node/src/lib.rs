@@ -157,9 +157,19 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
     .await
     .map_err(actor_error("affinity store"))?;
     tasks.push(task);
-    let classifier_impl =
-        switchyard_classifier::build(&config.classifier.kind, config.classifier.other_threshold)?;
-    let indexes = RouterIndexes::prepare(&config, classifier_impl.as_ref())?;
+    // Loading the encoder reads and checks ~90 MB, and preparing encodes
+    // every route description: blocking work, kept off the runtime.
+    let spec = switchyard_classifier::ClassifierSpec::from_config(&config.classifier);
+    let for_indexes = Arc::clone(&config);
+    let indexes = tokio::task::spawn_blocking(move || {
+        let classifier = switchyard_classifier::build(&spec)?;
+        RouterIndexes::prepare(&for_indexes, classifier.as_ref())
+    })
+    .await
+    .map_err(|err| NodeError::Actor {
+        actor: "classifier",
+        message: err.to_string(),
+    })??;
     let (classifier, task) = switchyard_classifier::spawn_pool(
         Arc::new(ArcSwap::from_pointee(indexes)),
         config.classifier.workers,

@@ -51,6 +51,9 @@ enum Command {
         /// Evaluate only the first N lines.
         #[arg(long)]
         limit: Option<usize>,
+        /// Encoder files for the `embedding` classifier.
+        #[arg(long, default_value = switchyard_encoder::DEFAULT_MODEL_DIR)]
+        model_dir: Option<PathBuf>,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -123,9 +126,14 @@ fn eval(
     classifier: &str,
     other_threshold: Option<f32>,
     limit: Option<usize>,
+    model_dir: Option<PathBuf>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let classifier = switchyard_classifier::build(classifier, other_threshold)?;
+    let mut spec = switchyard_classifier::ClassifierSpec::new(classifier, other_threshold);
+    if let Some(model_dir) = model_dir {
+        spec.encoder.model_dir = model_dir;
+    }
+    let classifier = switchyard_classifier::build(&spec)?;
     let cases = switchyard_eval::read_cases(&dataset, limit)?;
     let bar = indicatif::ProgressBar::new(cases.len() as u64);
     bar.set_style(
@@ -167,9 +175,10 @@ async fn main() -> anyhow::Result<()> {
             classifier,
             other_threshold,
             limit,
+            model_dir,
             json,
         } => tokio::task::spawn_blocking(move || {
-            eval(dataset, &classifier, other_threshold, limit, json)
+            eval(dataset, &classifier, other_threshold, limit, model_dir, json)
         })
         .await
         .context("the evaluation task failed")?,

@@ -1,0 +1,197 @@
+//! The `embedding` classifier: cosine between the conversation and each
+//! route's "name: description", in the sentence encoder's space.
+//!
+//! A router in its own right, and the floor the learned MoE head must
+//! beat. The context vector is the routed user turn blended with the turns
+//! before it (within a token budget, newest first), so a follow-up such as
+//! "do the same for London" leans on the turn it follows. `other` is
+//! decided relative to the route set at hand: the best route must stand
+//! out from the set's scores by a margin measured in the set's own spread,
+//! because absolute cosines differ from one set of descriptions to another.
+
+use std::sync::Arc;
+
+use switchyard_encoder::{Embedding, Encoder, cosine, recent_turns_within};
+use switchyard_types::{Conversation, Role};
+
+use crate::{Classification, Classifier, ClassifierError, RouteIndex, RouteSpec};
+
+/// Default standout (in standard deviations of the set's scores) the best
+/// route needs; tuned on the dev splits (README, "Routing accuracy").
+pub const DEFAULT_OTHER_THRESHOLD: f32 = 1.0;
+/// Default token budget for the turns that make up the context.
+pub const DEFAULT_CONTEXT_TOKENS: usize = 512;
+/// Weight of the routed user turn in the context vector.
+const ROUTED_TURN_WEIGHT: f32 = 1.0;
+/// Each earlier turn weighs this much of the one after it.
+const DECAY: f32 = 0.5;
+/// Assistant turns count at this fraction of a user turn at the same place.
+const ASSISTANT_WEIGHT: f32 = 0.5;
+
+/// Cosine classifier over the shared encoder.
+#[derive(Debug, Clone)]
+pub struct EmbeddingClassifier {
+    encoder: Arc<Encoder>,
+    other_threshold: f32,
+    context_tokens: usize,
+}
+
+impl EmbeddingClassifier {
+    pub fn new(encoder: Arc<Encoder>, other_threshold: f32, context_tokens: usize) -> Self {
+        EmbeddingClassifier {
+            encoder,
+            other_threshold,
+            context_tokens,
+        }
+    }
+}
+
+/// The text a route is embedded from.
+fn route_text(route: &RouteSpec) -> String {
+    format!("{}: {}", route.name.replace(['_', '-'], " "), route.description)
+}
+
+impl Classifier for EmbeddingClassifier {
+    fn name(&self) -> &'static str {
+        "embedding"
+    }
+
+    fn prepare(&self, routes: &[RouteSpec]) -> Result<Arc<dyn RouteIndex>, ClassifierError> {
+        if routes.is_empty() {
+            return Err(ClassifierError::NoRoutes);
+        }
+        let texts: Vec<String> = routes.iter().map(route_text).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let vectors = self.encoder.embed(&refs)?;
+        Ok(Arc::new(EmbeddingIndex {
+            routes: routes.to_vec(),
+            vectors,
+            classifier: self.clone(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct EmbeddingIndex {
+    routes: Vec<RouteSpec>,
+    vectors: Vec<Embedding>,
+    classifier: EmbeddingClassifier,
+}
+
+impl EmbeddingIndex {
+    /// The turns that form the context, newest first, with their weights.
+    fn context_turns<'a>(
+        &self,
+        conversation: &'a Conversation,
+    ) -> Result<Vec<(&'a str, f32)>, ClassifierError> {
+        // The routed turn is the last user turn; system prompts describe the
+        // assistant, not the request, and are left out.
+        let Some(last_user) = conversation.turns.iter().rposition(|t| t.role == Role::User) else {
+            return Ok(Vec::new());
+        };
+        let candidates: Vec<(&str, Role)> = conversation.turns[..=last_user]
+            .iter()
+            .filter(|turn| {
+                matches!(turn.role, Role::User | Role::Assistant) && !turn.text.trim().is_empty()
+            })
+            .map(|turn| (turn.text.as_str(), turn.role))
+            .collect();
+        // Token counts, newest first, computed only as far as the budget reaches.
+        let mut failure = None;
+        let counts = candidates.iter().rev().map(|(text, _)| {
+            self.classifier.encoder.count_tokens(text).unwrap_or_else(|err| {
+                failure = Some(err);
+                usize::MAX
+            })
+        });
+        let kept = recent_turns_within(counts, self.classifier.context_tokens);
+        if let Some(err) = failure {
+            return Err(err.into());
+        }
+        Ok(candidates
+            .iter()
+            .rev()
+            .take(kept)
+            .enumerate()
+            .map(|(distance, (text, role))| {
+                let mut weight = ROUTED_TURN_WEIGHT * DECAY.powi(distance as i32);
+                if *role == Role::Assistant {
+                    weight *= ASSISTANT_WEIGHT;
+                }
+                (*text, weight)
+            })
+            .collect())
+    }
+}
+
+/// Route index of the best score if it stands out from the set by at least
+/// `threshold` standard deviations; `None` (other) otherwise.
+pub fn standout_route(scores: &[f32], threshold: f32) -> Option<usize> {
+    let (best, top) = scores
+        .iter()
+        .copied()
+        .enumerate()
+        .fold(None, |best: Option<(usize, f32)>, (i, s)| match best {
+            Some((_, b)) if b >= s => best,
+            _ => Some((i, s)),
+        })?;
+    if scores.len() < 2 {
+        return Some(best);
+    }
+    let n = scores.len() as f32;
+    let mean = scores.iter().sum::<f32>() / n;
+    let spread = (scores.iter().map(|s| (s - mean).powi(2)).sum::<f32>() / n).sqrt();
+    if spread <= f32::EPSILON {
+        return None;
+    }
+    ((top - mean) / spread >= threshold).then_some(best)
+}
+
+impl RouteIndex for EmbeddingIndex {
+    fn routes(&self) -> &[RouteSpec] {
+        &self.routes
+    }
+
+    fn classify(&self, conversation: &Conversation) -> Result<Classification, ClassifierError> {
+        let turns = self.context_turns(conversation)?;
+        if turns.is_empty() {
+            return Ok(Classification {
+                route: None,
+                scores: vec![0.0; self.routes.len()],
+            });
+        }
+        let texts: Vec<&str> = turns.iter().map(|(text, _)| *text).collect();
+        let vectors = self.classifier.encoder.embed(&texts)?;
+        let mut context = vec![0.0_f32; switchyard_encoder::HIDDEN];
+        for ((_, weight), vector) in turns.iter().zip(&vectors) {
+            for (sum, value) in context.iter_mut().zip(vector.iter()) {
+                *sum += weight * value;
+            }
+        }
+        let norm = context.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        context.iter_mut().for_each(|v| *v /= norm);
+        let scores: Vec<f32> = self.vectors.iter().map(|route| cosine(&context, route)).collect();
+        Ok(Classification {
+            route: standout_route(&scores, self.classifier.other_threshold),
+            scores,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_must_stand_out_from_its_set() {
+        // One clear winner among similar scores.
+        assert_eq!(standout_route(&[0.2, 0.21, 0.6, 0.19], 1.0), Some(2));
+        // Everything alike: nothing stands out.
+        assert_eq!(standout_route(&[0.40, 0.41, 0.42, 0.40], 1.5), None);
+        // The same shape at another absolute level decides the same way.
+        assert_eq!(standout_route(&[0.5, 0.51, 0.9, 0.49], 1.0), Some(2));
+        assert_eq!(standout_route(&[], 1.0), None);
+        assert_eq!(standout_route(&[0.3], 1.0), Some(0));
+        assert_eq!(standout_route(&[0.3, 0.3], 0.5), None);
+    }
+}

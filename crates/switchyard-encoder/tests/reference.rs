@@ -1,0 +1,91 @@
+//! Our encoder against reference embeddings computed independently
+//! (float64 numpy, matching published all-MiniLM-L6-v2 values).
+//! Needs the weights: `models/fetch.sh`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a failed unwrap is a failed test")]
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use switchyard_encoder::{Encoder, EncoderSettings, HIDDEN, cosine};
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn encoder() -> Encoder {
+    let settings = EncoderSettings {
+        model_dir: workspace().join(switchyard_encoder::DEFAULT_MODEL_DIR),
+        ..EncoderSettings::default()
+    };
+    Encoder::load(&settings).unwrap_or_else(|err| panic!("{err}"))
+}
+
+fn reference() -> Vec<Value> {
+    // The shared fixtures sit beside the repository (../shared), or where
+    // SWITCHYARD_SHARED points.
+    let shared = std::env::var_os("SWITCHYARD_SHARED")
+        .map_or_else(|| workspace().join("../shared"), PathBuf::from);
+    let path = shared.join("fixtures/minilm_reference.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    let fixture: Value = serde_json::from_str(&text).unwrap();
+    fixture["sentences"].as_array().unwrap().clone()
+}
+
+#[test]
+fn embeddings_match_the_reference_within_cosine_0_999() {
+    let encoder = encoder();
+    let sentences = reference();
+    assert_eq!(sentences.len(), 5);
+    for sentence in &sentences {
+        let text = sentence["text"].as_str().unwrap();
+        let expected_ids: Vec<u32> = sentence["token_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_u64().unwrap() as u32)
+            .collect();
+        let ids = encoder.tokenizer().model_input(text, 256).unwrap();
+        assert_eq!(ids, expected_ids, "token ids of {text:?}");
+        let expected: Vec<f32> = sentence["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let ours = &encoder.embed(&[text]).unwrap()[0];
+        assert_eq!(ours.len(), HIDDEN);
+        let similarity = cosine(ours, &expected);
+        let worst = ours
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0_f32, f32::max);
+        println!("{text:?}: cosine {similarity:.7}, max |diff| {worst:.2e}");
+        assert!(similarity >= 0.999, "{text:?}: cosine {similarity}");
+    }
+}
+
+#[test]
+fn padding_in_a_batch_does_not_change_a_vector() {
+    let encoder = encoder();
+    let sentences = reference();
+    let texts: Vec<&str> = sentences.iter().map(|s| s["text"].as_str().unwrap()).collect();
+    // All at once: padded to the longest of the batch.
+    let together = encoder.embed(&texts).unwrap();
+    let fresh = self::encoder();
+    for (text, batched) in texts.iter().zip(&together) {
+        let alone = &fresh.embed(&[text]).unwrap()[0];
+        assert!(cosine(alone, batched) > 0.99999, "{text:?}");
+    }
+}
+
+#[test]
+fn the_cache_encodes_each_message_once() {
+    let encoder = encoder();
+    encoder.embed(&["first turn", "second turn"]).unwrap();
+    encoder.embed(&["first turn", "second turn", "third turn"]).unwrap();
+    let stats = encoder.cache_stats();
+    assert_eq!((stats.hits, stats.misses), (2, 3));
+}
