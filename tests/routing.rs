@@ -172,3 +172,39 @@ async fn embedded_default_serves_offline_through_demo_upstreams() {
     assert!(data.iter().filter(|m| m["switchyard"]["kind"] == "model").all(|m| m["owned_by"] == "demo"));
     assert!(node.shutdown().await);
 }
+
+/// The `embedding` classifier in a node: routes by meaning, follows context.
+#[tokio::test]
+async fn embedding_classifier_routes_by_meaning_and_follows_context() {
+    let model_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/cache/all-minilm-l6-v2");
+    let template = switchyard_tests::STANDARD_CONFIG.replace(
+        "  kind: lexical\n",
+        &format!("  kind: embedding\n  model_dir: \"{}\"\n", model_dir.display()),
+    );
+    let sandbox = Sandbox::start_with(&template, Default::default()).await;
+    // No word in common with "Bugs, errors, exceptions, stack traces and crashes".
+    let decision = sandbox
+        .route(&ask("router:eng", "my app keeps segfaulting whenever I click save"), None)
+        .await;
+    assert_eq!(decision["classifier"], "embedding");
+    assert_eq!(decision["route"], "debugging", "{decision}");
+    // A follow-up with no topic of its own leans on the turn before it.
+    let follow_up = serde_json::json!({
+        "model": "router:eng",
+        "messages": [
+            {"role": "user", "content": "Write a SQL query that lists customers with their total order value"},
+            {"role": "assistant", "content": "SELECT c.name, SUM(o.total) FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.name;"},
+            {"role": "user", "content": "now do the same for suppliers"}
+        ]
+    });
+    let decision = sandbox.route(&follow_up, None).await;
+    assert_eq!(decision["route"], "databases", "{decision}");
+    let served: Value = sandbox
+        .chat(&ask("router:eng", "please look over the changes in my merge request"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(served["model"], "pricey", "code_review is manual: pricey first");
+    sandbox.stop().await;
+}

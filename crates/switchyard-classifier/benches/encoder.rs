@@ -1,0 +1,209 @@
+//! Encoder and embedding-classifier benchmark; prints figures, asserts nothing.
+//!
+//!   cargo bench -p switchyard-classifier --bench encoder
+//!
+//! Needs the encoder files (`models/fetch.sh`). Reports, on this machine's
+//! CPU backend:
+//! - forward-pass latency (median) for 8/32/128/256-token messages at batch
+//!   1 and 8, tokens/s, and achieved GFLOP/s beside the same matmuls run
+//!   alone (the compute floor of the forward pass);
+//! - one cached-conversation decision (6 turns, 10 routes, only the new turn
+//!   encoded), p50 and p99.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a benchmark binary")]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use burn::backend::NdArray;
+use burn::tensor::{Distribution, Tensor};
+use switchyard_classifier::{Classifier, EmbeddingClassifier, RouteSpec};
+use switchyard_encoder::{Encoder, EncoderFiles, EncoderSettings, MiniLm, TextTokenizer};
+use switchyard_types::{Conversation, Role, Turn};
+
+type B = NdArray<f32>;
+
+const HIDDEN: usize = 384;
+const FFN: usize = 1536;
+const LAYERS: usize = 6;
+
+fn model_dir() -> PathBuf {
+    std::env::var_os("SWITCHYARD_ENCODER_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/cache/all-minilm-l6-v2"),
+        PathBuf::from,
+    )
+}
+
+/// Floating-point operations of one forward pass over `seq` tokens.
+fn forward_flops(seq: usize) -> f64 {
+    let s = seq as f64;
+    let h = HIDDEN as f64;
+    let dense = 2.0 * s * (h * 3.0 * h + h * h + 2.0 * h * FFN as f64);
+    let attention = 4.0 * s * s * h;
+    LAYERS as f64 * (dense + attention)
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
+    f();
+    median(
+        (0..runs)
+            .map(|_| {
+                let started = Instant::now();
+                std::hint::black_box(f());
+                started.elapsed()
+            })
+            .collect(),
+    )
+}
+
+/// The forward pass's matmuls alone, same shapes, random data.
+fn matmuls_only(batch: usize, seq: usize, device: &<B as burn::tensor::backend::Backend>::Device) -> f32 {
+    let rows = batch * seq;
+    let random = |shape: [usize; 2]| Tensor::<B, 2>::random(shape, Distribution::Default, device);
+    let x = random([rows, HIDDEN]);
+    let (w_qkv, w_out, w_in, w_ffn) = (
+        random([HIDDEN, 3 * HIDDEN]),
+        random([HIDDEN, HIDDEN]),
+        random([HIDDEN, FFN]),
+        random([FFN, HIDDEN]),
+    );
+    let q = Tensor::<B, 4>::random([batch, 12, seq, 32], Distribution::Default, device);
+    let mut checksum = 0.0;
+    for _ in 0..LAYERS {
+        let qkv = x.clone().matmul(w_qkv.clone());
+        let out = x.clone().matmul(w_out.clone());
+        let up = x.clone().matmul(w_in.clone());
+        let down = up.matmul(w_ffn.clone());
+        let scores = q.clone().matmul(q.clone().swap_dims(2, 3));
+        let context = scores.matmul(q.clone());
+        checksum += qkv.sum().into_scalar() + out.sum().into_scalar() + down.sum().into_scalar()
+            + context.sum().into_scalar();
+    }
+    checksum
+}
+
+fn main() {
+    let dir = model_dir();
+    let files = EncoderFiles::load(&dir).unwrap_or_else(|err| panic!("{err}"));
+    let tokenizer = TextTokenizer::from_file(&files.tokenizer_path).unwrap();
+    let device = Default::default();
+    let model = MiniLm::<B>::load(&files.model, &device).unwrap();
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    println!("encoder benchmark: all-MiniLM-L6-v2, burn ndarray backend, {threads} hardware threads");
+    println!();
+
+    let text = "The service fails with a timeout when the database connection pool is exhausted \
+                after the nightly batch job starts and every worker retries at the same time";
+    let words = tokenizer.ids(&text.repeat(8)).unwrap();
+    println!(
+        "{:>6} {:>6} {:>12} {:>12} {:>14} {:>16} {:>8}",
+        "batch", "tokens", "median ms", "tokens/s", "model GFLOP/s", "matmul GFLOP/s", "ratio"
+    );
+    for batch in [1usize, 8] {
+        for seq in [8usize, 32, 128, 256] {
+            let sequence: Vec<u32> = words.iter().copied().cycle().take(seq).collect();
+            let inputs = vec![sequence; batch];
+            let runs = if batch * seq >= 1024 { 5 } else { 15 };
+            let forward = time(runs, || model.encode(&inputs).unwrap());
+            let matmul = time(runs, || matmuls_only(batch, seq, &device));
+            let flops = forward_flops(seq) * batch as f64;
+            let model_gflops = flops / forward.as_secs_f64() / 1e9;
+            let matmul_gflops = flops / matmul.as_secs_f64() / 1e9;
+            println!(
+                "{batch:>6} {seq:>6} {:>12.2} {:>12.0} {:>14.1} {:>16.1} {:>8.2}",
+                forward.as_secs_f64() * 1e3,
+                (batch * seq) as f64 / forward.as_secs_f64(),
+                model_gflops,
+                matmul_gflops,
+                model_gflops / matmul_gflops,
+            );
+        }
+    }
+
+    println!();
+    let encoder = Arc::new(
+        Encoder::load(&EncoderSettings {
+            model_dir: dir,
+            ..EncoderSettings::default()
+        })
+        .unwrap(),
+    );
+    let classifier = EmbeddingClassifier::new(Arc::clone(&encoder), 1.0, 512);
+    let routes: Vec<RouteSpec> = [
+        ("code_generation", "New code from a specification - functions, classes, scripts"),
+        ("debugging", "Bugs, errors, exceptions, stack traces and crashes"),
+        ("code_review", "Code review of a diff or pull request"),
+        ("architecture", "Software architecture and system design"),
+        ("databases", "SQL queries, schemas, indexes and migrations"),
+        ("devops", "Docker, Kubernetes, CI pipelines and cloud deployment"),
+        ("documentation", "Docstrings, READMEs and explanations of code"),
+        ("translation", "Translation of text between languages"),
+        ("summarization", "Summaries of articles, meetings and documents"),
+        ("math", "Arithmetic, algebra, calculus and statistics"),
+    ]
+    .into_iter()
+    .map(|(name, description)| RouteSpec {
+        name: name.to_owned(),
+        description: description.to_owned(),
+    })
+    .collect();
+    let index = classifier.prepare(&routes).unwrap();
+    let history = [
+        (Role::User, "Our checkout service started returning 500 errors after the last deploy."),
+        (Role::Assistant, "Can you share the stack trace from the logs?"),
+        (Role::User, "Here it is: NullPointerException at OrderService.java line 88 in applyDiscount."),
+        (Role::Assistant, "The discount object is null when the coupon code is empty; add a guard."),
+        (Role::User, "That fixed it locally. The integration tests still fail though."),
+    ];
+    let conversation = |last: String| Conversation {
+        turns: history
+            .iter()
+            .map(|(role, text)| Turn {
+                role: *role,
+                text: (*text).to_owned(),
+            })
+            .chain(std::iter::once(Turn {
+                role: Role::User,
+                text: last,
+            }))
+            .collect(),
+    };
+    // Warm the cache with the history.
+    index.classify(&conversation("warm up".to_owned())).unwrap();
+    let new_turn = |i: usize| {
+        format!(
+            "Test number {i} in the payments suite fails with an assertion error on the refund total \
+             after the retry; what should I check first?"
+        )
+    };
+    let tokens = tokenizer.ids(&new_turn(1000)).unwrap().len() + 2;
+    let mut samples: Vec<Duration> = (0..60)
+        .map(|i| {
+            let conversation = conversation(new_turn(i));
+            let started = Instant::now();
+            std::hint::black_box(index.classify(&conversation).unwrap());
+            started.elapsed()
+        })
+        .collect();
+    samples.sort();
+    let stats = encoder.cache_stats();
+    println!(
+        "cached decision (6 turns, 10 routes, new turn of {tokens} tokens): p50 {:.2} ms, p99 {:.2} ms over {} decisions (cache hits {}, misses {})",
+        percentile(&samples, 0.5).as_secs_f64() * 1e3,
+        percentile(&samples, 0.99).as_secs_f64() * 1e3,
+        samples.len(),
+        stats.hits,
+        stats.misses,
+    );
+}
