@@ -16,13 +16,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use burn::backend::NdArray;
+use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use switchyard_classifier::{Classifier, EmbeddingClassifier, RouteSpec};
-use switchyard_encoder::{Encoder, EncoderFiles, EncoderSettings, MiniLm, TextTokenizer};
+use switchyard_encoder::{CpuBackend, Encoder, EncoderFiles, EncoderSettings, MiniLm, TextTokenizer};
 use switchyard_types::{Conversation, Role, Turn};
-
-type B = NdArray<f32>;
 
 const HIDDEN: usize = 384;
 const FFN: usize = 1536;
@@ -67,45 +65,52 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
     )
 }
 
-/// The forward pass's matmuls alone, same shapes, random data.
-fn matmuls_only(batch: usize, seq: usize, device: &<B as burn::tensor::backend::Backend>::Device) -> f32 {
-    let rows = batch * seq;
-    let random = |shape: [usize; 2]| Tensor::<B, 2>::random(shape, Distribution::Default, device);
-    let x = random([rows, HIDDEN]);
-    let (w_qkv, w_out, w_in, w_ffn) = (
-        random([HIDDEN, 3 * HIDDEN]),
-        random([HIDDEN, HIDDEN]),
-        random([HIDDEN, FFN]),
-        random([FFN, HIDDEN]),
-    );
-    let q = Tensor::<B, 4>::random([batch, 12, seq, 32], Distribution::Default, device);
-    let mut checksum = 0.0;
-    for _ in 0..LAYERS {
-        let qkv = x.clone().matmul(w_qkv.clone());
-        let out = x.clone().matmul(w_out.clone());
-        let up = x.clone().matmul(w_in.clone());
-        let down = up.matmul(w_ffn.clone());
-        let scores = q.clone().matmul(q.clone().swap_dims(2, 3));
-        let context = scores.matmul(q.clone());
-        checksum += qkv.sum().into_scalar() + out.sum().into_scalar() + down.sum().into_scalar()
-            + context.sum().into_scalar();
-    }
-    checksum
+/// The forward pass's matmuls alone, same shapes, random data made once
+/// outside the timing.
+struct Matmuls<Bk: Backend> {
+    x: Tensor<Bk, 2>,
+    weights: [Tensor<Bk, 2>; 4],
+    heads: Tensor<Bk, 4>,
 }
 
-fn main() {
-    let dir = model_dir();
-    let files = EncoderFiles::load(&dir).unwrap_or_else(|err| panic!("{err}"));
-    let tokenizer = TextTokenizer::from_file(&files.tokenizer_path).unwrap();
-    let device = Default::default();
-    let model = MiniLm::<B>::load(&files.model, &device).unwrap();
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    println!("encoder benchmark: all-MiniLM-L6-v2, burn ndarray backend, {threads} hardware threads");
-    println!();
+impl<Bk: Backend> Matmuls<Bk> {
+    fn new(batch: usize, seq: usize, device: &Bk::Device) -> Self {
+        let random = |shape: [usize; 2]| Tensor::<Bk, 2>::random(shape, Distribution::Default, device);
+        Matmuls {
+            x: random([batch * seq, HIDDEN]),
+            weights: [
+                random([HIDDEN, 3 * HIDDEN]),
+                random([HIDDEN, HIDDEN]),
+                random([HIDDEN, FFN]),
+                random([FFN, HIDDEN]),
+            ],
+            heads: Tensor::random([batch, 12, seq, 32], Distribution::Default, device),
+        }
+    }
 
-    let text = "The service fails with a timeout when the database connection pool is exhausted \
-                after the nightly batch job starts and every worker retries at the same time";
-    let words = tokenizer.ids(&text.repeat(8)).unwrap();
+    fn run(&self) -> Vec<Tensor<Bk, 2>> {
+        let [qkv, out, up, down] = &self.weights;
+        let mut outputs = Vec::with_capacity(3 * LAYERS);
+        for _ in 0..LAYERS {
+            outputs.push(self.x.clone().matmul(qkv.clone()));
+            outputs.push(self.x.clone().matmul(out.clone()));
+            outputs.push(self.x.clone().matmul(up.clone()).matmul(down.clone()));
+            let scores = self.heads.clone().matmul(self.heads.clone().swap_dims(2, 3));
+            let context = scores.matmul(self.heads.clone());
+            outputs.push(context.reshape([0, -1]).slice([0..1, 0..1]));
+        }
+        // Reading one value forces lazy backends to finish the work.
+        for output in &outputs {
+            std::hint::black_box(output.clone().slice([0..1, 0..1]).into_data());
+        }
+        outputs
+    }
+}
+
+fn forward_table<Bk: Backend>(name: &str, files: &EncoderFiles, words: &[u32]) {
+    let device = Default::default();
+    let model = MiniLm::<Bk>::load(&files.model, &device).unwrap();
+    println!("backend {name}:");
     println!(
         "{:>6} {:>6} {:>12} {:>12} {:>14} {:>16} {:>8}",
         "batch", "tokens", "median ms", "tokens/s", "model GFLOP/s", "matmul GFLOP/s", "ratio"
@@ -116,7 +121,8 @@ fn main() {
             let inputs = vec![sequence; batch];
             let runs = if batch * seq >= 1024 { 5 } else { 15 };
             let forward = time(runs, || model.encode(&inputs).unwrap());
-            let matmul = time(runs, || matmuls_only(batch, seq, &device));
+            let matmuls = Matmuls::<Bk>::new(batch, seq, &device);
+            let matmul = time(runs, || matmuls.run());
             let flops = forward_flops(seq) * batch as f64;
             let model_gflops = flops / forward.as_secs_f64() / 1e9;
             let matmul_gflops = flops / matmul.as_secs_f64() / 1e9;
@@ -130,8 +136,20 @@ fn main() {
             );
         }
     }
-
     println!();
+}
+
+fn main() {
+    let dir = model_dir();
+    let files = EncoderFiles::load(&dir).unwrap_or_else(|err| panic!("{err}"));
+    let tokenizer = TextTokenizer::from_file(&files.tokenizer_path).unwrap();
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    println!("encoder benchmark: all-MiniLM-L6-v2, {threads} hardware threads, medians");
+    println!();
+    let text = "The service fails with a timeout when the database connection pool is exhausted \
+                after the nightly batch job starts and every worker retries at the same time";
+    let words = tokenizer.ids(&text.repeat(8)).unwrap();
+    forward_table::<CpuBackend>("flex (the node's CPU backend)", &files, &words);
     let encoder = Arc::new(
         Encoder::load(&EncoderSettings {
             model_dir: dir,

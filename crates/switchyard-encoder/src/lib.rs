@@ -34,6 +34,10 @@ pub use files::{DEFAULT_MODEL_DIR, EncoderFiles, FETCH_COMMAND};
 pub use minilm::{HIDDEN, MiniLm};
 pub use tokenize::{TextTokenizer, keep_head_and_tail, recent_turns_within};
 
+/// burn's CPU backend used for the encoder: `flex` measured faster than
+/// `ndarray` here from 32 tokens up (README, "Encoder benchmark").
+pub type CpuBackend = burn::backend::Flex<f32>;
+
 /// Why the encoder could not load or encode.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EncoderError {
@@ -147,8 +151,8 @@ impl Encoder {
         let tokenizer = TextTokenizer::from_file(&files.tokenizer_path)?;
         let batcher = match settings.device {
             Device::Cpu => {
-                let device = burn::backend::ndarray::NdArrayDevice::Cpu;
-                let model = MiniLm::<burn::backend::NdArray<f32>>::load(&files.model, &device)?;
+                let device = burn::backend::flex::FlexDevice;
+                let model = MiniLm::<CpuBackend>::load(&files.model, &device)?;
                 Batcher::start(model, settings.max_batch, settings.max_wait)?
             }
             #[cfg(feature = "cuda")]
