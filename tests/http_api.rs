@@ -71,15 +71,7 @@ async fn bad_input_gets_openai_shaped_errors() {
 #[tokio::test]
 async fn models_lists_routers_and_models_with_prices() {
     let sandbox = Sandbox::start().await;
-    let models: Value = sandbox
-        .client
-        .get(sandbox.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = sandbox.get_json("/v1/models").await;
     assert_eq!(models["object"], "list");
     let data = models["data"].as_array().unwrap();
     let router = data.iter().find(|m| m["id"] == "router:eng").unwrap();
@@ -97,15 +89,7 @@ async fn models_lists_routers_and_models_with_prices() {
     assert_eq!(cheap["switchyard"]["aliases"], json!(["cheapo"]));
     let hourly = data.iter().find(|m| m["id"] == "hourly").unwrap();
     assert_eq!(hourly["switchyard"]["price"], json!({"hourly": 4.0}));
-    let health: Value = sandbox
-        .client
-        .get(sandbox.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = sandbox.get_json("/healthz").await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["demo"], false);
     sandbox.stop().await;

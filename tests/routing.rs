@@ -157,14 +157,7 @@ async fn embedded_default_serves_offline_through_demo_upstreams() {
     assert_eq!(response.headers()["x-model-router-selected-route"], "translation");
     let body: Value = response.json().await.unwrap();
     assert!(body["choices"][0]["message"]["content"].as_str().unwrap().starts_with("[demo]"));
-    let models: Value = client
-        .get(format!("{}/v1/models", node.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = switchyard_tests::get_json(&client, &format!("{}/v1/models", node.base_url())).await;
     let data = models["data"].as_array().unwrap();
     for router in ["software-engineering", "writing", "knowledge-base", "general"] {
         assert!(data.iter().any(|m| m["id"] == format!("router:{router}")), "{router}");

@@ -138,6 +138,11 @@ impl Sandbox {
         response.json().await.unwrap()
     }
 
+    /// GETs `path` and returns its JSON body, checking for a 200.
+    pub async fn get_json(&self, path: &str) -> Value {
+        get_json(&self.client, &self.url(path)).await
+    }
+
     pub async fn metrics(&self) -> String {
         let response = self.client.get(self.url("/metrics")).send().await.unwrap();
         assert_eq!(response.status(), 200);
@@ -162,6 +167,13 @@ impl Sandbox {
         self.fast.shutdown().await;
         self.slow.shutdown().await;
     }
+}
+
+/// GETs `url` and returns its JSON body, checking for a 200.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    let response = client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200, "GET {url}");
+    response.json().await.unwrap()
 }
 
 /// A chat request body: `router:<name>` or a model id, one user message.
