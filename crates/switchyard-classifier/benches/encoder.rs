@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use switchyard_classifier::{Classifier, EmbeddingClassifier, RouteSpec};
-use switchyard_encoder::{CpuBackend, Encoder, EncoderFiles, EncoderSettings, MiniLm, TextTokenizer};
+use switchyard_encoder::{CpuBackend, Device, Encoder, EncoderFiles, EncoderSettings, MiniLm, TextTokenizer};
 use switchyard_types::{Conversation, Role, Turn};
 
 const HIDDEN: usize = 384;
@@ -155,9 +155,20 @@ fn main() {
                 after the nightly batch job starts and every worker retries at the same time";
     let words = tokenizer.ids(&text.repeat(8)).unwrap();
     forward_table::<CpuBackend>("flex (the node's CPU backend)", &files, &words);
+    #[cfg(feature = "cuda")]
+    forward_table::<burn::backend::Cuda<f32>>("cuda (first NVIDIA GPU)", &files, &words);
+    cached_decision("cpu", &dir, Device::Cpu, &tokenizer);
+    #[cfg(feature = "cuda")]
+    cached_decision("cuda", &dir, Device::Cuda, &tokenizer);
+}
+
+/// One decision on a conversation whose history is cached: only the new
+/// turn goes through the encoder.
+fn cached_decision(label: &str, dir: &std::path::Path, device: Device, tokenizer: &TextTokenizer) {
     let encoder = Arc::new(
         Encoder::load(&EncoderSettings {
-            model_dir: dir,
+            model_dir: dir.to_path_buf(),
+            device,
             ..EncoderSettings::default()
         })
         .unwrap(),
@@ -222,7 +233,7 @@ fn main() {
     samples.sort();
     let stats = encoder.cache_stats();
     println!(
-        "cached decision (6 turns, 10 routes, new turn of {tokens} tokens): p50 {:.2} ms, p99 {:.2} ms over {} decisions (cache hits {}, misses {})",
+        "{label}: cached decision (6 turns, 10 routes, new turn of {tokens} tokens): p50 {:.2} ms, p99 {:.2} ms over {} decisions (cache hits {}, misses {})",
         percentile(&samples, 0.5).as_secs_f64() * 1e3,
         percentile(&samples, 0.99).as_secs_f64() * 1e3,
         samples.len(),

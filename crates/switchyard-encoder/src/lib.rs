@@ -121,6 +121,9 @@ pub struct Encoder {
     tokenizer: TextTokenizer,
     batcher: Batcher,
     cache: Mutex<LruCache<u64, Embedding>>,
+    /// Token counts of whole messages, for the context budget: without
+    /// them every request would re-tokenize its whole history only to count.
+    counts: Mutex<LruCache<u64, usize>>,
     max_message_tokens: usize,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -169,6 +172,7 @@ impl Encoder {
             tokenizer,
             batcher,
             cache: Mutex::new(LruCache::new(capacity)),
+            counts: Mutex::new(LruCache::new(capacity)),
             max_message_tokens: settings.max_message_tokens,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -179,9 +183,16 @@ impl Encoder {
         &self.tokenizer
     }
 
-    /// Token count of `text` without special tokens.
+    /// Token count of `text` without special tokens, cached by content.
     pub fn count_tokens(&self, text: &str) -> Result<usize, EncoderError> {
-        Ok(self.tokenizer.ids(text)?.len())
+        let key = key(text, usize::MAX);
+        let lock = || self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(&count) = lock().get(&key) {
+            return Ok(count);
+        }
+        let count = self.tokenizer.ids(text)?.len();
+        lock().put(key, count);
+        Ok(count)
     }
 
     fn cached(&self, key: u64) -> Option<Embedding> {

@@ -7,15 +7,29 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use switchyard_encoder::{Encoder, EncoderSettings, HIDDEN, cosine};
+use switchyard_encoder::{Device, Encoder, EncoderSettings, HIDDEN, cosine};
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `SWITCHYARD_TEST_DEVICE=cuda` runs these tests on the GPU (a build with
+/// `--features cuda`); the CPU otherwise.
+fn device() -> Device {
+    match std::env::var("SWITCHYARD_TEST_DEVICE").as_deref() {
+        Ok("cuda") => Device::Cuda,
+        _ => Device::Cpu,
+    }
+}
+
 fn encoder() -> Encoder {
+    let model_dir = std::env::var_os("SWITCHYARD_ENCODER_DIR").map_or_else(
+        || workspace().join(switchyard_encoder::DEFAULT_MODEL_DIR),
+        PathBuf::from,
+    );
     let settings = EncoderSettings {
-        model_dir: workspace().join(switchyard_encoder::DEFAULT_MODEL_DIR),
+        model_dir,
+        device: device(),
         ..EncoderSettings::default()
     };
     Encoder::load(&settings).unwrap_or_else(|err| panic!("{err}"))
@@ -62,7 +76,7 @@ fn embeddings_match_the_reference_within_cosine_0_999() {
             .zip(&expected)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0_f32, f32::max);
-        println!("{text:?}: cosine {similarity:.7}, max |diff| {worst:.2e}");
+        println!("{:?} {text:?}: cosine {similarity:.7}, max |diff| {worst:.2e}", device());
         assert!(similarity >= 0.999, "{text:?}: cosine {similarity}");
     }
 }
@@ -88,4 +102,14 @@ fn the_cache_encodes_each_message_once() {
     encoder.embed(&["first turn", "second turn", "third turn"]).unwrap();
     let stats = encoder.cache_stats();
     assert_eq!((stats.hits, stats.misses), (2, 3));
+}
+
+#[test]
+fn token_counts_are_the_tokenizers_and_stay_so_when_cached() {
+    let encoder = encoder();
+    let text = "Counting tokens of a pasted stack trace: NullPointerException at line 88";
+    let expected = encoder.tokenizer().ids(text).unwrap().len();
+    assert_eq!(encoder.count_tokens(text).unwrap(), expected);
+    assert_eq!(encoder.count_tokens(text).unwrap(), expected);
+    assert_eq!(encoder.count_tokens("").unwrap(), 0);
 }
