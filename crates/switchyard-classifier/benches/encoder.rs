@@ -154,12 +154,19 @@ fn main() {
     let text = "The service fails with a timeout when the database connection pool is exhausted \
                 after the nightly batch job starts and every worker retries at the same time";
     let words = tokenizer.ids(&text.repeat(8)).unwrap();
-    forward_table::<CpuBackend>("flex (the node's CPU backend)", &files, &words);
+    // `SWITCHYARD_BENCH_BACKENDS=cuda` measures only the GPU (a build with
+    // `--features cuda`); both run by default where both are built.
+    let backends = std::env::var("SWITCHYARD_BENCH_BACKENDS").unwrap_or_else(|_| "cpu,cuda".to_owned());
+    let cpu = backends.split(',').any(|b| b == "cpu");
+    if cpu {
+        forward_table::<CpuBackend>("flex (the node's CPU backend)", &files, &words);
+        cached_decision("cpu", &dir, Device::Cpu, &tokenizer);
+    }
     #[cfg(feature = "cuda")]
-    forward_table::<burn::backend::Cuda<f32>>("cuda (first NVIDIA GPU)", &files, &words);
-    cached_decision("cpu", &dir, Device::Cpu, &tokenizer);
-    #[cfg(feature = "cuda")]
-    cached_decision("cuda", &dir, Device::Cuda, &tokenizer);
+    if backends.split(',').any(|b| b == "cuda") {
+        forward_table::<burn::backend::Cuda<f32>>("cuda (first NVIDIA GPU)", &files, &words);
+        cached_decision("cuda", &dir, Device::Cuda, &tokenizer);
+    }
 }
 
 /// One decision on a conversation whose history is cached: only the new

@@ -11,9 +11,10 @@
 
 use std::sync::Arc;
 
-use switchyard_encoder::{Embedding, Encoder, cosine, recent_turns_within};
-use switchyard_types::{Conversation, Role};
+use switchyard_encoder::{Embedding, Encoder, cosine};
+use switchyard_types::Conversation;
 
+use crate::context::{blend, blend_weight, blended_roles, recent_turns};
 use crate::{Classification, Classifier, ClassifierError, RouteIndex, RouteSpec};
 
 /// Default lead of the best route over the runner-up, in standard
@@ -22,15 +23,6 @@ use crate::{Classification, Classifier, ClassifierError, RouteIndex, RouteSpec};
 pub const DEFAULT_OTHER_THRESHOLD: f32 = 0.1;
 /// Default token budget for the turns that make up the context.
 pub const DEFAULT_CONTEXT_TOKENS: usize = 512;
-/// Weight of the routed user turn in the context vector.
-const ROUTED_TURN_WEIGHT: f32 = 1.0;
-/// Each earlier turn weighs this much of the one after it. Slow decay
-/// (tuned on SGD dev: 0.5 → 63%, 0.8 → 74%) because follow-ups rarely
-/// carry their topic themselves.
-const DECAY: f32 = 0.8;
-/// Assistant turns count at this fraction of a user turn at the same place.
-const ASSISTANT_WEIGHT: f32 = 0.25;
-
 /// Cosine classifier over the shared encoder.
 #[derive(Debug, Clone)]
 pub struct EmbeddingClassifier {
@@ -50,7 +42,7 @@ impl EmbeddingClassifier {
 }
 
 /// The text a route is embedded from.
-fn route_text(route: &RouteSpec) -> String {
+pub fn route_text(route: &RouteSpec) -> String {
     format!("{}: {}", route.name.replace(['_', '-'], " "), route.description)
 }
 
@@ -79,52 +71,6 @@ struct EmbeddingIndex {
     routes: Vec<RouteSpec>,
     vectors: Vec<Embedding>,
     classifier: EmbeddingClassifier,
-}
-
-impl EmbeddingIndex {
-    /// The turns that form the context, newest first, with their weights.
-    fn context_turns<'a>(
-        &self,
-        conversation: &'a Conversation,
-    ) -> Result<Vec<(&'a str, f32)>, ClassifierError> {
-        // The routed turn is the last user turn; system prompts describe the
-        // assistant, not the request, and are left out.
-        let Some(last_user) = conversation.turns.iter().rposition(|t| t.role == Role::User) else {
-            return Ok(Vec::new());
-        };
-        let candidates: Vec<(&str, Role)> = conversation.turns[..=last_user]
-            .iter()
-            .filter(|turn| {
-                matches!(turn.role, Role::User | Role::Assistant) && !turn.text.trim().is_empty()
-            })
-            .map(|turn| (turn.text.as_str(), turn.role))
-            .collect();
-        // Token counts, newest first, computed only as far as the budget reaches.
-        let mut failure = None;
-        let counts = candidates.iter().rev().map(|(text, _)| {
-            self.classifier.encoder.count_tokens(text).unwrap_or_else(|err| {
-                failure = Some(err);
-                usize::MAX
-            })
-        });
-        let kept = recent_turns_within(counts, self.classifier.context_tokens);
-        if let Some(err) = failure {
-            return Err(err.into());
-        }
-        Ok(candidates
-            .iter()
-            .rev()
-            .take(kept)
-            .enumerate()
-            .map(|(distance, (text, role))| {
-                let mut weight = ROUTED_TURN_WEIGHT * DECAY.powi(distance as i32);
-                if *role == Role::Assistant {
-                    weight *= ASSISTANT_WEIGHT;
-                }
-                (*text, weight)
-            })
-            .collect())
-    }
 }
 
 /// Route index of the best score if its lead over the runner-up is at
@@ -163,23 +109,19 @@ impl RouteIndex for EmbeddingIndex {
     }
 
     fn classify(&self, conversation: &Conversation) -> Result<Classification, ClassifierError> {
-        let turns = self.context_turns(conversation)?;
+        let encoder = &self.classifier.encoder;
+        let turns = recent_turns(conversation, self.classifier.context_tokens, blended_roles, |text| {
+            encoder.count_tokens(text)
+        })?;
         if turns.is_empty() {
             return Ok(Classification {
                 route: None,
                 scores: vec![0.0; self.routes.len()],
             });
         }
-        let texts: Vec<&str> = turns.iter().map(|(text, _)| *text).collect();
-        let vectors = self.classifier.encoder.embed(&texts)?;
-        let mut context = vec![0.0_f32; switchyard_encoder::HIDDEN];
-        for ((_, weight), vector) in turns.iter().zip(&vectors) {
-            for (sum, value) in context.iter_mut().zip(vector.iter()) {
-                *sum += weight * value;
-            }
-        }
-        let norm = context.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-        context.iter_mut().for_each(|v| *v /= norm);
+        let texts: Vec<&str> = turns.iter().map(|turn| turn.text).collect();
+        let vectors = encoder.embed(&texts)?;
+        let context = blend(turns.iter().zip(&vectors).map(|(turn, v)| (blend_weight(turn), &v[..])));
         let scores: Vec<f32> = self.vectors.iter().map(|route| cosine(&context, route)).collect();
         Ok(Classification {
             route: standout_route(&scores, self.classifier.other_threshold),

@@ -16,7 +16,9 @@
 
 pub mod actor;
 pub mod bm25;
+pub mod context;
 pub mod embedding;
+pub mod moe;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +30,7 @@ use switchyard_types::{Conversation, OTHER_ROUTE, RouteDecision};
 pub use actor::{ClassifierMsg, ClassifierPool, SharedIndexes, classify, spawn_pool};
 pub use bm25::Bm25Classifier;
 pub use embedding::EmbeddingClassifier;
+pub use moe::MoeClassifier;
 
 /// Why a conversation could not be classified.
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +45,12 @@ pub enum ClassifierError {
     Unavailable(String),
     #[error(transparent)]
     Encoder(#[from] switchyard_encoder::EncoderError),
+    #[error("MoE head {path}: {reason}; the head ships in models/moe-router (made by `switchyard train`)", path = path.display())]
+    Head { path: std::path::PathBuf, reason: String },
 }
 
 /// Names accepted by [`build`].
-pub const AVAILABLE: &[&str] = &["lexical", "embedding"];
+pub const AVAILABLE: &[&str] = &["moe", "embedding", "lexical"];
 
 /// One task a request can be routed to, as the classifier sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -83,7 +88,7 @@ pub trait RouteIndex: Send + Sync + std::fmt::Debug {
 /// What it takes to build a classifier.
 #[derive(Debug, Clone)]
 pub struct ClassifierSpec {
-    /// `lexical` (or `bm25`), `embedding`.
+    /// `moe`, `embedding`, `lexical` (or `bm25`).
     pub kind: String,
     /// The classifier's own default when `None`.
     pub other_threshold: Option<f32>,
@@ -91,6 +96,8 @@ pub struct ClassifierSpec {
     pub encoder: EncoderSettings,
     /// Token budget of the turns that make up the context.
     pub context_tokens: usize,
+    /// The trained head of the `moe` classifier.
+    pub head_dir: std::path::PathBuf,
 }
 
 impl ClassifierSpec {
@@ -101,6 +108,7 @@ impl ClassifierSpec {
             other_threshold,
             encoder: EncoderSettings::default(),
             context_tokens: embedding::DEFAULT_CONTEXT_TOKENS,
+            head_dir: MoeClassifier::default_dir(),
         }
     }
 
@@ -120,6 +128,7 @@ impl ClassifierSpec {
                 max_message_tokens: config.max_message_tokens,
             },
             context_tokens: config.context_tokens,
+            head_dir: config.head_dir.clone(),
         }
     }
 }
@@ -139,6 +148,15 @@ pub fn build(spec: &ClassifierSpec) -> Result<Arc<dyn Classifier>, ClassifierErr
                 spec.other_threshold.unwrap_or(embedding::DEFAULT_OTHER_THRESHOLD),
                 spec.context_tokens,
             )))
+        }
+        "moe" => {
+            let encoder = Arc::new(Encoder::load(&spec.encoder)?);
+            Ok(Arc::new(MoeClassifier::load(
+                encoder,
+                &spec.head_dir,
+                spec.other_threshold.unwrap_or(0.0),
+                spec.context_tokens,
+            )?))
         }
         other => Err(ClassifierError::UnknownClassifier(other.to_owned())),
     }

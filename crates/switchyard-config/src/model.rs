@@ -147,6 +147,7 @@ pub struct ClassifierConfig {
     pub workers: usize,
     pub backend: EncoderBackend,
     pub model_dir: PathBuf,
+    pub head_dir: PathBuf,
     pub max_batch: usize,
     pub max_wait: Duration,
     pub cache_entries: usize,

@@ -103,7 +103,8 @@ pub struct RawTask {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawClassifier {
-    /// `lexical` (the BM25 baseline; `bm25` also accepted) or `embedding`.
+    /// `moe` (the trained head), `embedding`, or `lexical` (the BM25
+    /// baseline; `bm25` also accepted).
     pub kind: Option<String>,
     /// Worker actors in the classifier pool.
     pub workers: Option<usize>,
@@ -114,6 +115,8 @@ pub struct RawClassifier {
     pub backend: Option<String>,
     /// Directory of the encoder's files (fetched by `models/fetch.sh`).
     pub model_dir: Option<String>,
+    /// Directory of the trained MoE head (`moe`; made by `switchyard train`).
+    pub head_dir: Option<String>,
     /// Most messages encoded in one forward pass.
     pub max_batch: Option<usize>,
     /// How long a message waits for others to share its batch.

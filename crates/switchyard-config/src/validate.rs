@@ -21,7 +21,7 @@ const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 /// Classifier kinds a node can run (`bm25` is the lexical baseline by its
 /// algorithm's name).
-const CLASSIFIERS: &[&str] = &["lexical", "bm25", "embedding"];
+const CLASSIFIERS: &[&str] = &["moe", "embedding", "lexical", "bm25"];
 const DEFAULT_AFFINITY_TTL_SECS: u64 = 3600;
 const DEFAULT_MAX_SESSIONS: usize = 100_000;
 
@@ -446,6 +446,7 @@ fn classifier(raw: &RawConfig) -> Result<ClassifierConfig, ConfigError> {
                 .as_deref()
                 .unwrap_or("models/cache/all-minilm-l6-v2"),
         ),
+        head_dir: PathBuf::from(raw.classifier.head_dir.as_deref().unwrap_or("models/moe-router")),
         max_batch: positive(raw.classifier.max_batch.map(|n| n as u64), 16, "classifier.max_batch")?
             as usize,
         max_wait: Duration::from_millis(raw.classifier.max_wait_ms.unwrap_or(2)),

@@ -10,9 +10,11 @@
 //! kind of case, `single_turn` or `multi_turn`, then `/in_scope` or
 //! `/other` by its expected answer.
 
+pub mod corpus;
 mod dataset;
 mod report;
 
+pub use corpus::{Corpus, Split, read_spec};
 pub use dataset::{Case, read_cases};
 pub use report::{Group, LatencyMs, Report};
 

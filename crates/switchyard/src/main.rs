@@ -39,7 +39,8 @@ enum Command {
     },
     /// Measure routing accuracy on a dataset in the shared JSONL format.
     Eval {
-        /// JSONL file: one routing decision per line.
+        /// JSONL file (one routing decision per line), or `corpus:<split>`
+        /// for our corpus: `corpus:dev-unseen`, `corpus:dev-seen`.
         #[arg(long)]
         dataset: PathBuf,
         /// Classifier to evaluate.
@@ -57,7 +58,60 @@ enum Command {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+        /// The trained head for the `moe` classifier.
+        #[arg(long, default_value = switchyard_classifier::moe::DEFAULT_HEAD_DIR)]
+        head_dir: PathBuf,
     },
+    /// Train the `moe` classifier's head; writes it and its model card.
+    Train(TrainArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TrainArgs {
+    /// The shared datasets (sgd/, clinc150/, natinst/).
+    #[arg(long, default_value = "../shared/datasets")]
+    datasets: PathBuf,
+    /// Our routing corpus.
+    #[arg(long, default_value = switchyard_eval::corpus::DEFAULT_CORPUS_DIR)]
+    corpus: PathBuf,
+    /// Where the head and MODEL_CARD.md are written.
+    #[arg(long, default_value = switchyard_classifier::moe::DEFAULT_HEAD_DIR)]
+    out: PathBuf,
+    /// Encoder files (`models/fetch.sh`).
+    #[arg(long, default_value = switchyard_encoder::DEFAULT_MODEL_DIR)]
+    model_dir: PathBuf,
+    /// Encoder outputs cached across runs.
+    #[arg(long, default_value = "models/cache/train-embeddings.bin")]
+    store: PathBuf,
+    #[arg(long, default_value_t = 17)]
+    seed: u64,
+    #[arg(long, default_value_t = 6)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    learning_rate: f64,
+    /// Experts per MoE layer.
+    #[arg(long, default_value_t = 8)]
+    experts: usize,
+    /// Experts computed per token.
+    #[arg(long, default_value_t = 2)]
+    top_k: usize,
+    /// SGD `train` decisions used (seeded subsample).
+    #[arg(long, default_value_t = 6000)]
+    sgd: usize,
+    /// CLINC150 `train` decisions used.
+    #[arg(long, default_value_t = 15100)]
+    clinc: usize,
+    /// Natural Instructions `train` decisions used.
+    #[arg(long, default_value_t = 5000)]
+    natinst: usize,
+    /// Shared `dev` decisions per dataset used for model selection.
+    #[arg(long, default_value_t = 1500)]
+    dev_per_source: usize,
+    /// Also train the dense twin and put the ablation in the model card.
+    #[arg(long)]
+    ablation: bool,
 }
 
 fn init_tracing() {
@@ -121,20 +175,58 @@ async fn serve(
     Ok(())
 }
 
+fn train(args: TrainArgs) -> anyhow::Result<()> {
+    use switchyard_classifier::moe::MoeHeadConfig;
+    let options = switchyard_train::TrainOptions {
+        datasets: args.datasets,
+        corpus: args.corpus,
+        out: args.out,
+        encoder_dir: args.model_dir,
+        store: args.store,
+        sizes: switchyard_train::Sizes {
+            sgd: args.sgd,
+            clinc: args.clinc,
+            natinst: args.natinst,
+            dev_per_source: args.dev_per_source,
+        },
+        head: MoeHeadConfig::new().with_experts(args.experts).with_top_k(args.top_k),
+        fit: switchyard_train::FitSettings {
+            epochs: args.epochs,
+            batch: args.batch,
+            learning_rate: args.learning_rate,
+            seed: args.seed,
+        },
+        ablation: args.ablation,
+    };
+    let summary = switchyard_train::run(options)?;
+    println!(
+        "head written to {} (best epoch {}, {:.1} min): dev-seen {:.2}%, dev-unseen {:.2}% (embedding {:.2}%)",
+        summary.options.out.display(),
+        summary.best_epoch + 1,
+        summary.train_time.as_secs_f64() / 60.0,
+        summary.dev_seen.moe.accuracy * 100.0,
+        summary.dev_unseen.moe.accuracy * 100.0,
+        summary.dev_unseen.embedding.accuracy * 100.0,
+    );
+    Ok(())
+}
+
 fn eval(
     dataset: PathBuf,
     classifier: &str,
     other_threshold: Option<f32>,
     limit: Option<usize>,
     model_dir: Option<PathBuf>,
+    head_dir: PathBuf,
     json: bool,
 ) -> anyhow::Result<()> {
     let mut spec = switchyard_classifier::ClassifierSpec::new(classifier, other_threshold);
+    spec.head_dir = head_dir;
     if let Some(model_dir) = model_dir {
         spec.encoder.model_dir = model_dir;
     }
     let classifier = switchyard_classifier::build(&spec)?;
-    let cases = switchyard_eval::read_cases(&dataset, limit)?;
+    let cases = switchyard_eval::read_spec(&dataset, limit)?;
     let bar = indicatif::ProgressBar::new(cases.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -177,10 +269,14 @@ async fn main() -> anyhow::Result<()> {
             limit,
             model_dir,
             json,
+            head_dir,
         } => tokio::task::spawn_blocking(move || {
-            eval(dataset, &classifier, other_threshold, limit, model_dir, json)
+            eval(dataset, &classifier, other_threshold, limit, model_dir, head_dir, json)
         })
         .await
         .context("the evaluation task failed")?,
+        Command::Train(args) => tokio::task::spawn_blocking(move || train(args))
+            .await
+            .context("the training task failed")?,
     }
 }
