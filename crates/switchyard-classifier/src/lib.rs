@@ -136,13 +136,32 @@ impl ClassifierSpec {
 /// Builds the classifier a spec names; the encoder is loaded (and its files
 /// checked) only for classifiers that use it.
 pub fn build(spec: &ClassifierSpec) -> Result<Arc<dyn Classifier>, ClassifierError> {
+    build_sharing(spec, &mut None)
+}
+
+/// [`build`], reusing the encoder in `encoder` if one is loaded already (and
+/// keeping the one it loads there): several classifiers over one encoder
+/// share its weights and its embedding cache, as `switchyard eval` does
+/// when it compares classifiers.
+pub fn build_sharing(
+    spec: &ClassifierSpec,
+    encoder: &mut Option<Arc<Encoder>>,
+) -> Result<Arc<dyn Classifier>, ClassifierError> {
+    let mut shared = || -> Result<Arc<Encoder>, ClassifierError> {
+        if let Some(encoder) = encoder {
+            return Ok(Arc::clone(encoder));
+        }
+        let loaded = Arc::new(Encoder::load(&spec.encoder)?);
+        *encoder = Some(Arc::clone(&loaded));
+        Ok(loaded)
+    };
     match spec.kind.as_str() {
         // `bm25` names the same baseline by its algorithm.
         "lexical" | "bm25" => Ok(Arc::new(Bm25Classifier::new(
             spec.other_threshold.unwrap_or(bm25::DEFAULT_OTHER_THRESHOLD),
         ))),
         "embedding" => {
-            let encoder = Arc::new(Encoder::load(&spec.encoder)?);
+            let encoder = shared()?;
             Ok(Arc::new(EmbeddingClassifier::new(
                 encoder,
                 spec.other_threshold.unwrap_or(embedding::DEFAULT_OTHER_THRESHOLD),
@@ -150,7 +169,7 @@ pub fn build(spec: &ClassifierSpec) -> Result<Arc<dyn Classifier>, ClassifierErr
             )))
         }
         "moe" => {
-            let encoder = Arc::new(Encoder::load(&spec.encoder)?);
+            let encoder = shared()?;
             Ok(Arc::new(MoeClassifier::load(
                 encoder,
                 &spec.head_dir,

@@ -395,7 +395,7 @@ fn routers(
 }
 
 fn classifier(raw: &RawConfig) -> Result<ClassifierConfig, ConfigError> {
-    let kind = raw.classifier.kind.clone().unwrap_or_else(|| "lexical".to_owned());
+    let kind = raw.classifier.kind.clone().unwrap_or_else(|| "moe".to_owned());
     if !CLASSIFIERS.contains(&kind.as_str()) {
         return Err(ConfigError::invalid(
             "classifier.kind",

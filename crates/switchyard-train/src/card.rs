@@ -133,6 +133,13 @@ pub fn render(summary: &TrainSummary, data: &TrainingData) -> String {
         summary.best_epoch + 1,
         summary.train_time.as_secs_f64() / 60.0
     );
+    let _ = writeln!(
+        out,
+        "`other` calibration: after training, a bias on the `other` logit is chosen from \
+         -4 to +2 by the same dev sets (mean accuracy); this head's is {} (in `head.json`, \
+         applied at inference). Figures below include it; the dense twin gets its own.\n",
+        h.other_bias
+    );
 
     let _ = writeln!(out, "## Evaluation (dev sets; the README has the test-set table)\n");
     let _ = writeln!(
@@ -153,6 +160,7 @@ pub fn render(summary: &TrainSummary, data: &TrainingData) -> String {
         }
     }
     let _ = writeln!(out);
+    tag_table(&mut out, summary, data);
     unseen_table(&mut out, &summary.dev_unseen);
     let _ = writeln!(
         out,
@@ -197,6 +205,37 @@ pub fn render(summary: &TrainSummary, data: &TrainingData) -> String {
          deployment whose `other` traffic looks different should check `other` recall on its own data.\n"
     );
     out
+}
+
+/// Turn accuracy by corpus tag (follow-ups, long pastes...), both corpus
+/// dev sets together.
+fn tag_table(out: &mut String, summary: &TrainSummary, data: &TrainingData) {
+    let tags: std::collections::HashMap<&str, &[String]> = data
+        .corpus
+        .decisions
+        .iter()
+        .map(|d| (d.id.as_str(), d.tags.as_slice()))
+        .collect();
+    let mut counts: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
+    for (cases, result) in [(&data.dev_seen, &summary.dev_seen), (&data.dev_unseen, &summary.dev_unseen)] {
+        for (case, (moe, embedding)) in cases.iter().zip(&result.answers) {
+            for tag in tags.get(case.id.as_str()).copied().unwrap_or_default() {
+                let entry = counts.entry(tag.as_str()).or_insert((0, 0, 0));
+                entry.0 += 1;
+                entry.1 += usize::from(*moe == case.expected);
+                entry.2 += usize::from(*embedding == case.expected);
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "By kind of turn (corpus dev-seen and dev-unseen together; a turn can have several tags, see the datasheet):\n\n| tag | cases | moe | embedding |\n|---|---|---|---|"
+    );
+    for (tag, (n, moe, embedding)) in &counts {
+        let share = |k: usize| pct(k as f64 / (*n).max(1) as f64);
+        let _ = writeln!(out, "| {tag} | {n} | {} | {} |", share(*moe), share(*embedding));
+    }
+    let _ = writeln!(out);
 }
 
 /// Per unseen route set: the head beside the `embedding` classifier.
@@ -273,7 +312,7 @@ fn experts(out: &mut String, summary: &TrainSummary) {
         "\nWhat each expert specialises in: the route names (with at least 20 tokens) most \
          over-represented among its tokens, by lift (its share of the route's tokens over its share of all tokens):\n"
     );
-    for e in 0..experts {
+    for (e, expert_total) in totals.iter().enumerate() {
         let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
         for result in [&summary.dev_seen, &summary.dev_unseen, &summary.shared_dev] {
             if let Some(map) = result.expert_routes.get(e) {
@@ -282,7 +321,7 @@ fn experts(out: &mut String, summary: &TrainSummary) {
                 }
             }
         }
-        let share = totals[e] as f64 / all as f64;
+        let share = *expert_total as f64 / all as f64;
         let mut lifts: Vec<(f64, &str)> = counts
             .iter()
             .filter_map(|(route, n)| {

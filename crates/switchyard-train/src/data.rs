@@ -177,3 +177,51 @@ impl TrainingData {
         texts
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus_only() -> TrainingData {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(switchyard_eval::corpus::DEFAULT_CORPUS_DIR);
+        let corpus = Corpus::load(&dir).unwrap();
+        let corpus_train = corpus
+            .decisions
+            .iter()
+            .filter(|d| corpus.split_of(d) == Split::Train)
+            .cloned()
+            .collect();
+        TrainingData {
+            dev_seen: corpus.cases(Split::DevSeen),
+            dev_unseen: corpus.cases(Split::DevUnseen),
+            corpus,
+            shared_train: Vec::new(),
+            corpus_train,
+            shared_dev: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn epochs_are_seeded_valid_and_never_show_held_out_sets() {
+        let data = corpus_only();
+        let a = data.epoch_cases(17, 0);
+        let again = data.epoch_cases(17, 0);
+        let next = data.epoch_cases(17, 1);
+        assert_eq!(a.len(), data.corpus_train.len());
+        let ids = |cases: &[Case]| cases.iter().map(|c| (c.id.clone(), c.routes.clone())).collect::<Vec<_>>();
+        assert_eq!(ids(&a), ids(&again), "same seed and epoch, same cases");
+        assert_ne!(ids(&a), ids(&next), "each epoch is re-phrased and reshuffled");
+        let unseen = data.corpus.sets_in(Split::DevUnseen);
+        let mut others = 0;
+        for case in &a {
+            assert!(!unseen.contains(case.category.as_str()), "{} is held out", case.category);
+            assert!(case.expects_other() || case.routes.iter().any(|r| r.name == case.expected));
+            others += usize::from(case.expects_other());
+        }
+        // Dropped routes add `other` cases beyond the written negatives.
+        let written = data.corpus_train.iter().filter(|d| d.expected == OTHER_ROUTE).count();
+        assert!(others > written);
+    }
+}

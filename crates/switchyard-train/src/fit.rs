@@ -195,14 +195,19 @@ pub struct DevResult {
     pub expert_routes: Vec<BTreeMap<String, u64>>,
     /// Head-only decision latency, p50 in ms (batch of one, sparse).
     pub head_p50_ms: f64,
+    /// Per case, in order: the head's answer and the `embedding` answer.
+    pub answers: Vec<(String, String)>,
 }
 
 /// Runs the head over `cases` (already `prepared`, same order).
+/// `other_bias` is added to the `other` logit (the calibration being
+/// tried; the head itself carries none while training).
 pub fn evaluate(
     head: &MoeHead<CpuBackend>,
     config: &MoeHeadConfig,
     cases: &[Case],
     prepared: &[Option<Prepared>],
+    other_bias: f32,
 ) -> DevResult {
     let device = Default::default();
     let mut moe = Vec::with_capacity(cases.len());
@@ -232,7 +237,7 @@ pub fn evaluate(
             let case = &cases[*index];
             let routes = prepared.example.routes.len();
             let mut row_logits: Vec<f32> = logits[row * columns..row * columns + routes].to_vec();
-            row_logits.push(logits[row * columns + columns - 1]);
+            row_logits.push(logits[row * columns + columns - 1] + other_bias);
             let p = probabilities(&row_logits);
             let moe_answer = name(case, winner(&p, routes, 0.0));
             let embedding_answer = name(case, standout_route(&prepared.example.prior, DEFAULT_OTHER_THRESHOLD));
@@ -251,12 +256,13 @@ pub fn evaluate(
             }
         }
     }
-    for answer in &answers {
-        let (m, e) = answer
-            .clone()
-            .unwrap_or_else(|| (OTHER_ROUTE.to_owned(), OTHER_ROUTE.to_owned()));
-        moe.push(Outcome { predicted: m, latency_ms: 0.0 });
-        embedding.push(Outcome { predicted: e, latency_ms: 0.0 });
+    let answers: Vec<(String, String)> = answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| (OTHER_ROUTE.to_owned(), OTHER_ROUTE.to_owned())))
+        .collect();
+    for (m, e) in &answers {
+        moe.push(Outcome { predicted: m.clone(), latency_ms: 0.0 });
+        embedding.push(Outcome { predicted: e.clone(), latency_ms: 0.0 });
     }
     // Head latency: one decision at a time, as served (sparse experts).
     for (_, prepared) in indexed.iter().take(200) {
@@ -273,6 +279,7 @@ pub fn evaluate(
         expert_load,
         expert_routes,
         head_p50_ms: latencies.get(latencies.len() / 2).copied().unwrap_or(0.0),
+        answers,
     }
 }
 

@@ -135,7 +135,7 @@ fn train_head(
         |epoch, head| {
             let mut sum = 0.0;
             for (cases, prepared) in selection {
-                sum += fit::evaluate(head, config, cases, prepared).moe.accuracy;
+                sum += fit::evaluate(head, config, cases, prepared, 0.0).moe.accuracy;
             }
             let score = sum / selection.len().max(1) as f64;
             progress.println(format!("{label}: epoch {} dev accuracy {:.2}%", epoch + 1, score * 100.0));
@@ -154,6 +154,31 @@ fn train_head(
     )?;
     progress.finish_and_clear();
     Ok(head)
+}
+
+/// Biases of the `other` logit tried by [`calibrate`].
+const OTHER_BIASES: [f32; 11] = [-4.0, -3.0, -2.5, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0];
+
+/// The `other` bias with the best mean accuracy on the selection dev sets:
+/// `other` calibrated after training, on dev data only.
+fn calibrate(
+    head: &MoeHead<CpuBackend>,
+    config: &MoeHeadConfig,
+    selection: &[(&[Case], &[Option<Prepared>])],
+) -> f32 {
+    let mut best = (f64::NEG_INFINITY, 0.0);
+    for bias in OTHER_BIASES {
+        let score = selection
+            .iter()
+            .map(|(cases, prepared)| fit::evaluate(head, config, cases, prepared, bias).moe.accuracy)
+            .sum::<f64>()
+            / selection.len().max(1) as f64;
+        tracing::info!(bias, accuracy = score, "other calibration");
+        if score > best.0 {
+            best = (score, bias);
+        }
+    }
+    best.1
 }
 
 /// The whole run: data, embeddings, training, figures, files.
@@ -199,9 +224,12 @@ pub fn run(options: TrainOptions) -> Result<TrainSummary, TrainError> {
     let started = Instant::now();
     let (head, best_epoch) = train_head(&options.head, &options, &data, &store, &mut counter, &selection, "moe")?;
     let train_time = started.elapsed();
-    let dev_seen = fit::evaluate(&head, &options.head, &data.dev_seen, &seen);
-    let dev_unseen = fit::evaluate(&head, &options.head, &data.dev_unseen, &unseen);
-    let shared_dev = fit::evaluate(&head, &options.head, &data.shared_dev, &shared);
+    let other_bias = calibrate(&head, &options.head, &selection);
+    let dev_seen = fit::evaluate(&head, &options.head, &data.dev_seen, &seen, other_bias);
+    let dev_unseen = fit::evaluate(&head, &options.head, &data.dev_unseen, &unseen, other_bias);
+    let shared_dev = fit::evaluate(&head, &options.head, &data.shared_dev, &shared, other_bias);
+    let mut options = options;
+    options.head.other_bias = f64::from(other_bias);
 
     let dense = if options.ablation {
         let dense_config = options
@@ -209,12 +237,14 @@ pub fn run(options: TrainOptions) -> Result<TrainSummary, TrainError> {
             .clone()
             .with_experts(1)
             .with_top_k(1)
-            .with_expert_hidden(options.head.expert_hidden * options.head.top_k);
+            .with_expert_hidden(options.head.expert_hidden * options.head.top_k)
+            .with_other_bias(0.0);
         let (dense_head, _) = train_head(&dense_config, &options, &data, &store, &mut counter, &selection, "dense")?;
+        let dense_bias = calibrate(&dense_head, &dense_config, &selection);
         Some((
             fit::parameter_counts(&dense_config),
-            fit::evaluate(&dense_head, &dense_config, &data.dev_seen, &seen),
-            fit::evaluate(&dense_head, &dense_config, &data.dev_unseen, &unseen),
+            fit::evaluate(&dense_head, &dense_config, &data.dev_seen, &seen, dense_bias),
+            fit::evaluate(&dense_head, &dense_config, &data.dev_unseen, &unseen, dense_bias),
         ))
     } else {
         None

@@ -43,8 +43,9 @@ enum Command {
         /// for our corpus: `corpus:dev-unseen`, `corpus:dev-seen`.
         #[arg(long)]
         dataset: PathBuf,
-        /// Classifier to evaluate.
-        #[arg(long, default_value = "lexical")]
+        /// Classifier to evaluate; several, comma-separated
+        /// (`moe,embedding,lexical`), are compared on the same cases.
+        #[arg(long, default_value = "moe")]
         classifier: String,
         /// Score below which the answer is `other` (classifier's default if unset).
         #[arg(long)]
@@ -220,26 +221,42 @@ fn eval(
     head_dir: PathBuf,
     json: bool,
 ) -> anyhow::Result<()> {
-    let mut spec = switchyard_classifier::ClassifierSpec::new(classifier, other_threshold);
-    spec.head_dir = head_dir;
-    if let Some(model_dir) = model_dir {
-        spec.encoder.model_dir = model_dir;
-    }
-    let classifier = switchyard_classifier::build(&spec)?;
     let cases = switchyard_eval::read_spec(&dataset, limit)?;
-    let bar = indicatif::ProgressBar::new(cases.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} cases ({per_sec}, eta {eta})",
-        )
-        .context("progress bar template")?,
-    );
-    let report = switchyard_eval::evaluate(classifier.as_ref(), &cases, || bar.inc(1))?;
-    bar.finish_and_clear();
+    // Several classifiers (`moe,embedding`) share one encoder and its cache,
+    // so each message is encoded once for all of them.
+    let mut encoder = None;
+    let mut reports = Vec::new();
+    for name in classifier.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let mut spec = switchyard_classifier::ClassifierSpec::new(name, other_threshold);
+        spec.head_dir = head_dir.clone();
+        // Room for every message of a large dataset, so a second classifier
+        // finds the first one's embeddings.
+        spec.encoder.cache_entries = 400_000;
+        if let Some(model_dir) = &model_dir {
+            spec.encoder.model_dir = model_dir.clone();
+        }
+        let classifier = switchyard_classifier::build_sharing(&spec, &mut encoder)?;
+        let bar = indicatif::ProgressBar::new(cases.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} cases ({per_sec}, eta {eta})",
+            )
+            .context("progress bar template")?,
+        );
+        let report = switchyard_eval::evaluate(classifier.as_ref(), &cases, || bar.inc(1))?;
+        bar.finish_and_clear();
+        if json {
+            reports.push(report);
+        } else {
+            print!("{}", report.to_text());
+            println!();
+        }
+    }
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.to_text());
+        match reports.as_slice() {
+            [one] => println!("{}", serde_json::to_string_pretty(one)?),
+            many => println!("{}", serde_json::to_string_pretty(many)?),
+        }
     }
     Ok(())
 }

@@ -62,6 +62,11 @@ pub struct MoeHeadConfig {
     /// Largest correction the learned residual can add to a route's logit.
     #[config(default = 2.0)]
     pub residual_bound: f64,
+    /// Added to the `other` logit at inference: the calibration that
+    /// `switchyard train` picks on the in-distribution dev sets after
+    /// training (0 while training).
+    #[config(default = 0.0)]
+    pub other_bias: f64,
 }
 
 impl MoeHeadConfig {
@@ -91,6 +96,7 @@ impl MoeHeadConfig {
             other_out: LinearConfig::new(d, 1).init(device),
             prior_scale: (1.0 / self.prior_temperature) as f32,
             residual_bound: self.residual_bound as f32,
+            other_bias: self.other_bias as f32,
         }
     }
 
@@ -162,6 +168,7 @@ pub struct MoeHead<B: Backend> {
     other_out: Linear<B>,
     prior_scale: f32,
     residual_bound: f32,
+    other_bias: f32,
 }
 
 /// How the MoE layers compute.
@@ -227,7 +234,7 @@ impl<B: Backend> MoeHead<B> {
         let pooled = (pair * keep).sum_dim(1) / count; // [B, 1, d]
         let set = set_features(input.prior, input.route_pad).unsqueeze_dim::<3>(1); // [B, 1, F]
         let other = Tensor::cat(vec![query, pooled, set], 2).reshape([batch, 2 * d + SET_FEATURES]);
-        let other_logit = self.other_out.forward(gelu(self.other_in.forward(other)));
+        let other_logit = self.other_out.forward(gelu(self.other_in.forward(other))) + self.other_bias;
 
         HeadOutput {
             logits: Tensor::cat(vec![route_logits, other_logit], 1),
@@ -288,9 +295,12 @@ fn arg_max<B: Backend>(x: Tensor<B, 2>) -> (Tensor<B, 2>, Tensor<B, 2, Int>, Ten
     (value, index, mask)
 }
 
+/// Values `[rows, k]`, columns `[rows, k]` and one-hot masks of the columns.
+type TopK<B> = (Tensor<B, 2>, Tensor<B, 2, Int>, Vec<Tensor<B, 2, Bool>>);
+
 /// The `k` largest values of each row and their columns, `[rows, k]` each,
 /// plus the one-hot masks of the columns, largest first.
-fn top_k<B: Backend>(x: Tensor<B, 2>, k: usize) -> (Tensor<B, 2>, Tensor<B, 2, Int>, Vec<Tensor<B, 2, Bool>>) {
+fn top_k<B: Backend>(x: Tensor<B, 2>, k: usize) -> TopK<B> {
     let mut remaining = x.clone();
     let mut values = Vec::with_capacity(k);
     let mut indices = Vec::with_capacity(k);
