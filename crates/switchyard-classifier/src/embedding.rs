@@ -41,6 +41,16 @@ impl EmbeddingClassifier {
     }
 }
 
+/// Each route's embedding, once per route set (refused when empty).
+pub fn embed_routes(encoder: &Encoder, routes: &[RouteSpec]) -> Result<Vec<Embedding>, ClassifierError> {
+    if routes.is_empty() {
+        return Err(ClassifierError::NoRoutes);
+    }
+    let texts: Vec<String> = routes.iter().map(route_text).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    Ok(encoder.embed(&refs)?)
+}
+
 /// The text a route is embedded from.
 pub fn route_text(route: &RouteSpec) -> String {
     format!("{}: {}", route.name.replace(['_', '-'], " "), route.description)
@@ -52,12 +62,7 @@ impl Classifier for EmbeddingClassifier {
     }
 
     fn prepare(&self, routes: &[RouteSpec]) -> Result<Arc<dyn RouteIndex>, ClassifierError> {
-        if routes.is_empty() {
-            return Err(ClassifierError::NoRoutes);
-        }
-        let texts: Vec<String> = routes.iter().map(route_text).collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let vectors = self.encoder.embed(&refs)?;
+        let vectors = embed_routes(&self.encoder, routes)?;
         Ok(Arc::new(EmbeddingIndex {
             routes: routes.to_vec(),
             vectors,

@@ -196,6 +196,11 @@ impl Corpus {
         }
     }
 
+    /// The decisions of a split, as written.
+    pub fn decisions_in(&self, split: Split) -> Vec<Decision> {
+        self.decisions.iter().filter(|d| self.split_of(d) == split).cloned().collect()
+    }
+
     /// Route sets of a split (a set is in train if any decision of it is).
     pub fn sets_in(&self, split: Split) -> HashSet<&str> {
         self.decisions

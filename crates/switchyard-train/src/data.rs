@@ -79,12 +79,7 @@ impl TrainingData {
             shared_dev.extend(subsample(dev, sizes.dev_per_source, &mut rng));
         }
         let corpus = Corpus::load(corpus_dir)?;
-        let corpus_train = corpus
-            .decisions
-            .iter()
-            .filter(|d| corpus.split_of(d) == Split::Train)
-            .cloned()
-            .collect();
+        let corpus_train = corpus.decisions_in(Split::Train);
         let dev_seen = corpus.cases(Split::DevSeen);
         let dev_unseen = corpus.cases(Split::DevUnseen);
         Ok(TrainingData {
@@ -187,12 +182,7 @@ mod tests {
             .join("../..")
             .join(switchyard_eval::corpus::DEFAULT_CORPUS_DIR);
         let corpus = Corpus::load(&dir).unwrap();
-        let corpus_train = corpus
-            .decisions
-            .iter()
-            .filter(|d| corpus.split_of(d) == Split::Train)
-            .cloned()
-            .collect();
+        let corpus_train = corpus.decisions_in(Split::Train);
         TrainingData {
             dev_seen: corpus.cases(Split::DevSeen),
             dev_unseen: corpus.cases(Split::DevUnseen),

@@ -27,7 +27,6 @@ use switchyard_encoder::{Embedding, Encoder, EncoderError, HIDDEN, cosine};
 use switchyard_types::{Conversation, Role};
 
 use crate::context::{blend, blend_weight, blended_roles, recent_turns, system_prompt};
-use crate::embedding::route_text;
 use crate::{Classification, Classifier, ClassifierError, RouteIndex, RouteSpec};
 
 pub use head::{ExpertMode, HeadInput, HeadOutput, MoeHead, MoeHeadConfig};
@@ -262,12 +261,7 @@ impl Classifier for MoeClassifier {
     }
 
     fn prepare(&self, routes: &[RouteSpec]) -> Result<Arc<dyn RouteIndex>, ClassifierError> {
-        if routes.is_empty() {
-            return Err(ClassifierError::NoRoutes);
-        }
-        let texts: Vec<String> = routes.iter().map(route_text).collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let vectors = self.encoder.embed(&refs)?;
+        let vectors = crate::embedding::embed_routes(&self.encoder, routes)?;
         Ok(Arc::new(MoeIndex {
             routes: routes.to_vec(),
             vectors,
