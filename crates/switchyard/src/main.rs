@@ -98,6 +98,10 @@ struct TrainArgs {
     /// Experts computed per token.
     #[arg(long, default_value_t = 2)]
     top_k: usize,
+    /// Largest correction, in logits, the head may add to a route's
+    /// similarity prior (larger: freer to overrule the cosine).
+    #[arg(long, default_value_t = 2.0)]
+    residual_bound: f64,
     /// SGD `train` decisions used (seeded subsample).
     #[arg(long, default_value_t = 6000)]
     sgd: usize,
@@ -190,7 +194,10 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             natinst: args.natinst,
             dev_per_source: args.dev_per_source,
         },
-        head: MoeHeadConfig::new().with_experts(args.experts).with_top_k(args.top_k),
+        head: MoeHeadConfig::new()
+            .with_experts(args.experts)
+            .with_top_k(args.top_k)
+            .with_residual_bound(args.residual_bound),
         fit: switchyard_train::FitSettings {
             epochs: args.epochs,
             batch: args.batch,
