@@ -138,7 +138,9 @@ pub fn best_route(scores: &[f32], threshold: f32) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use switchyard_types::{Role, Turn};
+    use switchyard_types::Role;
+
+    use crate::test_support::conversation;
 
     use super::*;
 
@@ -157,17 +159,6 @@ mod tests {
         .collect()
     }
 
-    fn conversation(turns: &[(Role, &str)]) -> Conversation {
-        Conversation {
-            turns: turns
-                .iter()
-                .map(|(role, text)| Turn {
-                    role: *role,
-                    text: (*text).to_owned(),
-                })
-                .collect(),
-        }
-    }
 
     fn classify(turns: &[(Role, &str)]) -> Option<String> {
         let index = Bm25Classifier::new(1.0).prepare(&routes()).unwrap();

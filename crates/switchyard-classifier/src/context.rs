@@ -103,19 +103,8 @@ pub fn system_prompt(conversation: &Conversation) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_types::Turn;
+    use crate::test_support::conversation;
 
-    fn conversation(turns: &[(Role, &str)]) -> Conversation {
-        Conversation {
-            turns: turns
-                .iter()
-                .map(|(role, text)| Turn {
-                    role: *role,
-                    text: (*text).to_owned(),
-                })
-                .collect(),
-        }
-    }
 
     fn words(text: &str) -> Result<usize, EncoderError> {
         Ok(text.split_whitespace().count())

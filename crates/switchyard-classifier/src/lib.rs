@@ -27,6 +27,25 @@ use switchyard_config::{ClassifierConfig, Config, EncoderBackend};
 use switchyard_encoder::{Device, Encoder, EncoderSettings};
 use switchyard_types::{Conversation, OTHER_ROUTE, RouteDecision};
 
+/// Helpers shared by the classifiers' unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use switchyard_types::{Conversation, Role, Turn};
+
+    /// A conversation from (role, text) pairs, oldest first.
+    pub(crate) fn conversation(turns: &[(Role, &str)]) -> Conversation {
+        Conversation {
+            turns: turns
+                .iter()
+                .map(|(role, text)| Turn {
+                    role: *role,
+                    text: (*text).to_owned(),
+                })
+                .collect(),
+        }
+    }
+}
+
 pub use actor::{ClassifierMsg, ClassifierPool, SharedIndexes, classify, spawn_pool};
 pub use bm25::Bm25Classifier;
 pub use embedding::EmbeddingClassifier;

@@ -332,7 +332,7 @@ impl RouteIndex for MoeIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_types::Turn;
+    use crate::test_support::conversation;
 
     #[test]
     fn the_winner_must_beat_other_and_the_floor() {
@@ -346,21 +346,13 @@ mod tests {
 
     #[test]
     fn slots_hold_recent_turns_then_the_system_prompt() {
-        let chat = Conversation {
-            turns: [
-                (Role::System, "You are a coding agent."),
-                (Role::User, "write a parser"),
-                (Role::Assistant, "done"),
-                (Role::Tool, "tests: 3 failed"),
-                (Role::User, "fix it"),
-            ]
-            .iter()
-            .map(|(role, text)| Turn {
-                role: *role,
-                text: (*text).to_owned(),
-            })
-            .collect(),
-        };
+        let chat = conversation(&[
+            (Role::System, "You are a coding agent."),
+            (Role::User, "write a parser"),
+            (Role::Assistant, "done"),
+            (Role::Tool, "tests: 3 failed"),
+            (Role::User, "fix it"),
+        ]);
         let texts = decision_texts(&chat, 7, 512, |t| Ok(t.len())).unwrap().unwrap();
         let slots: Vec<(&str, i64, i64)> = texts.slots.clone();
         assert_eq!(slots[0], ("fix it", head::ROLE_USER, 0));
