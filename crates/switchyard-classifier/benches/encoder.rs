@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use switchyard_classifier::{Classifier, EmbeddingClassifier, RouteSpec};
-use switchyard_encoder::{CpuBackend, Device, Encoder, EncoderFiles, EncoderSettings, MiniLm, TextTokenizer};
+use switchyard_encoder::{CpuBackend, Device, Encoder, EncoderFiles, EncoderSettings, MiniLm, TextTokenizer, cpu_weight_blocks};
 use switchyard_types::{Conversation, Role, Turn};
 
 const HIDDEN: usize = 384;
@@ -112,9 +112,10 @@ impl<Bk: Backend> Matmuls<Bk> {
     }
 }
 
-fn forward_table<Bk: Backend>(name: &str, files: &EncoderFiles, words: &[u32]) {
+fn forward_table<Bk: Backend>(name: &str, blocks: usize, files: &EncoderFiles, words: &[u32]) {
     let device = Default::default();
-    let model = MiniLm::<Bk>::load(&files.model, &device).unwrap();
+    let mut model = MiniLm::<Bk>::load(&files.model, &device).unwrap();
+    model.split_for_threads(blocks);
     println!("backend {name}:");
     println!(
         "{:>6} {:>6} {:>12} {:>12} {:>14} {:>16} {:>8}",
@@ -158,24 +159,53 @@ fn main() {
     // `--features cuda`); both run by default where both are built.
     let backends = std::env::var("SWITCHYARD_BENCH_BACKENDS").unwrap_or_else(|_| "cpu,cuda".to_owned());
     let cpu = backends.split(',').any(|b| b == "cpu");
+    // `SWITCHYARD_BENCH_PARTS=decision` skips the forward-pass tables.
+    let parts = std::env::var("SWITCHYARD_BENCH_PARTS").unwrap_or_else(|_| "forward,decision".to_owned());
+    let forward = parts.split(',').any(|p| p == "forward");
+    let decision = parts.split(',').any(|p| p == "decision");
     if cpu {
-        forward_table::<CpuBackend>("flex (the node's CPU backend)", &files, &words);
-        cached_decision("cpu", &dir, Device::Cpu, &tokenizer);
+        if forward {
+            // Whole weights and weights in column blocks, side by side in
+            // one run: the machine is shared and noisy.
+            let blocks = cpu_weight_blocks();
+            forward_table::<CpuBackend>("flex, whole weights", 1, &files, &words);
+            forward_table::<CpuBackend>(
+                &format!("flex, weights in {blocks} column blocks (the node's CPU setting)"),
+                blocks,
+                &files,
+                &words,
+            );
+        }
+        if decision {
+            cached_decision("flex, whole weights", Some(1), &dir, Device::Cpu, &tokenizer);
+            cached_decision("flex, node setting", None, &dir, Device::Cpu, &tokenizer);
+        }
     }
     #[cfg(feature = "cuda")]
     if backends.split(',').any(|b| b == "cuda") {
-        forward_table::<burn::backend::Cuda<f32>>("cuda (first NVIDIA GPU)", &files, &words);
-        cached_decision("cuda", &dir, Device::Cuda, &tokenizer);
+        if forward {
+            forward_table::<burn::backend::Cuda<f32>>("cuda (first NVIDIA GPU)", 1, &files, &words);
+        }
+        if decision {
+            cached_decision("cuda", None, &dir, Device::Cuda, &tokenizer);
+        }
     }
 }
 
 /// One decision on a conversation whose history is cached: only the new
 /// turn goes through the encoder.
-fn cached_decision(label: &str, dir: &std::path::Path, device: Device, tokenizer: &TextTokenizer) {
+fn cached_decision(
+    label: &str,
+    weight_blocks: Option<usize>,
+    dir: &std::path::Path,
+    device: Device,
+    tokenizer: &TextTokenizer,
+) {
     let encoder = Arc::new(
         Encoder::load(&EncoderSettings {
             model_dir: dir.to_path_buf(),
             device,
+            weight_blocks,
             ..EncoderSettings::default()
         })
         .unwrap(),
@@ -229,7 +259,12 @@ fn cached_decision(label: &str, dir: &std::path::Path, device: Device, tokenizer
         )
     };
     let tokens = tokenizer.ids(&new_turn(1000)).unwrap().len() + 2;
-    let mut samples: Vec<Duration> = (0..60)
+    // More decisions (`SWITCHYARD_BENCH_DECISIONS`) make a steadier profile.
+    let decisions = std::env::var("SWITCHYARD_BENCH_DECISIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(60usize);
+    let mut samples: Vec<Duration> = (0..decisions)
         .map(|i| {
             let conversation = conversation(new_turn(i));
             let started = Instant::now();

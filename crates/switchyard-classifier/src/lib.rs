@@ -145,6 +145,7 @@ impl ClassifierSpec {
                 max_wait: config.max_wait,
                 cache_entries: config.cache_entries,
                 max_message_tokens: config.max_message_tokens,
+                weight_blocks: None,
             },
             context_tokens: config.context_tokens,
             head_dir: config.head_dir.clone(),

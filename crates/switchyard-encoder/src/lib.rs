@@ -34,9 +34,23 @@ pub use files::{DEFAULT_MODEL_DIR, EncoderFiles, FETCH_COMMAND};
 pub use minilm::{HIDDEN, MiniLm};
 pub use tokenize::{TextTokenizer, keep_head_and_tail, recent_turns_within};
 
-/// burn's CPU backend used for the encoder: `flex` measured faster than
-/// `ndarray` here from 32 tokens up (README, "Encoder benchmark").
+/// burn's CPU backend for the encoder: `flex` measured faster than
+/// `ndarray`, and as fast as `ndarray` with OpenBLAS, which would need a
+/// system library (README, "Encoder benchmark").
 pub type CpuBackend = burn::backend::Flex<f32>;
+
+/// How many column blocks each Linear is cut into on the CPU.
+///
+/// burn's CPU matmul keeps a small product on one core, and the product of
+/// one message (a few dozen rows) is small: cut into blocks that rayon
+/// spreads over the cores, an 8-token pass measured 10 → 5.5 ms and a
+/// 32-token pass 15 → 12 ms on 2 cores (README, "Encoder benchmark"). More
+/// blocks than cores lets rayon balance them; every count here divides the
+/// model's widths (384, 1152, 1536).
+pub fn cpu_weight_blocks() -> usize {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    (threads * 4).clamp(4, 16).next_power_of_two().min(16)
+}
 
 /// Why the encoder could not load or encode.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -85,6 +99,9 @@ pub struct EncoderSettings {
     /// Longest model input per message, `[CLS]` and `[SEP]` included
     /// (all-MiniLM-L6-v2 was trained on 256).
     pub max_message_tokens: usize,
+    /// Column blocks per Linear on the CPU; `None` picks
+    /// [`cpu_weight_blocks`] for this machine, `Some(1)` keeps whole weights.
+    pub weight_blocks: Option<usize>,
 }
 
 impl Default for EncoderSettings {
@@ -96,6 +113,7 @@ impl Default for EncoderSettings {
             max_wait: Duration::from_millis(2),
             cache_entries: 20_000,
             max_message_tokens: 256,
+            weight_blocks: None,
         }
     }
 }
@@ -154,8 +172,9 @@ impl Encoder {
         let tokenizer = TextTokenizer::from_file(&files.tokenizer_path)?;
         let batcher = match settings.device {
             Device::Cpu => {
-                let device = burn::backend::flex::FlexDevice;
-                let model = MiniLm::<CpuBackend>::load(&files.model, &device)?;
+                let device = Default::default();
+                let mut model = MiniLm::<CpuBackend>::load(&files.model, &device)?;
+                model.split_for_threads(settings.weight_blocks.unwrap_or_else(cpu_weight_blocks));
                 Batcher::start(model, settings.max_batch, settings.max_wait)?
             }
             #[cfg(feature = "cuda")]

@@ -29,12 +29,45 @@ const MASKED: f32 = -1.0e9;
 struct Linear<B: Backend> {
     weight: Tensor<B, 2>,
     bias: Tensor<B, 1>,
+    /// `W` and `b` cut into column blocks, one per CPU thread, when the
+    /// model runs split (see [`MiniLm::split_for_threads`]).
+    parts: Vec<(Tensor<B, 2>, Tensor<B, 1>)>,
 }
 
 impl<B: Backend> Linear<B> {
     /// `x`: `[rows, in]` → `[rows, out]`.
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        x.matmul(self.weight.clone()) + self.bias.clone().unsqueeze_dim(0)
+        if self.parts.len() < 2 {
+            return x.matmul(self.weight.clone()) + self.bias.clone().unsqueeze_dim(0);
+        }
+        // One column block per thread: each thread streams only its share
+        // of the weights, which is what bounds a pass over a few tokens.
+        use rayon::prelude::*;
+        let blocks: Vec<Tensor<B, 2>> = self
+            .parts
+            .par_iter()
+            .map(|(weight, bias)| x.clone().matmul(weight.clone()) + bias.clone().unsqueeze_dim(0))
+            .collect();
+        Tensor::cat(blocks, 1)
+    }
+
+    /// Cuts the weights into `parts` column blocks.
+    fn split(&mut self, parts: usize, device: &B::Device) {
+        let [inputs, outputs] = self.weight.dims();
+        if parts < 2 || outputs % parts != 0 {
+            self.parts.clear();
+            return;
+        }
+        let width = outputs / parts;
+        self.parts = (0..parts)
+            .map(|part| {
+                let columns = part * width..(part + 1) * width;
+                (
+                    contiguous(self.weight.clone().slice([0..inputs, columns.clone()]), device),
+                    contiguous(self.bias.clone().slice([columns]), device),
+                )
+            })
+            .collect();
     }
 }
 
@@ -142,6 +175,7 @@ fn linear<B: Backend>(
     Ok(Linear {
         weight: contiguous(weight.transpose(), device),
         bias: read(weights, &format!("{prefix}.bias"), [outputs], device)?,
+        parts: Vec::new(),
     })
 }
 
@@ -190,6 +224,7 @@ impl<B: Backend> MiniLm<B> {
                         device,
                     ),
                     bias: Tensor::cat(vec![query.bias, key.bias, value.bias], 0),
+                    parts: Vec::new(),
                 },
                 attention_out: linear(&weights, &format!("{attention}.output.dense"), HIDDEN, HIDDEN, device)?,
                 attention_norm: layer_norm(&weights, &format!("{attention}.output.LayerNorm"), device)?,
@@ -206,6 +241,22 @@ impl<B: Backend> MiniLm<B> {
             layers,
             device: device.clone(),
         })
+    }
+
+    /// Splits every Linear into `threads` column blocks computed in
+    /// parallel. For CPU backends whose matmuls do not use every core on
+    /// small inputs; a GPU gains nothing from it.
+    pub fn split_for_threads(&mut self, threads: usize) {
+        for layer in &mut self.layers {
+            for linear in [
+                &mut layer.qkv,
+                &mut layer.attention_out,
+                &mut layer.intermediate,
+                &mut layer.output,
+            ] {
+                linear.split(threads, &self.device);
+            }
+        }
     }
 
     /// Encodes a batch of token-id sequences (each with its `[CLS]` and

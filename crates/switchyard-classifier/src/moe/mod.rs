@@ -31,8 +31,9 @@ use crate::{Classification, Classifier, ClassifierError, RouteIndex, RouteSpec};
 
 pub use head::{ExpertMode, HeadInput, HeadOutput, MoeHead, MoeHeadConfig};
 
-/// The backend the head runs on when serving.
-pub type CpuBackend = switchyard_encoder::CpuBackend;
+/// The backend the head runs on when serving and training: `flex`, whatever
+/// backend the encoder uses (the head's matrices are small and stay in cache).
+pub type CpuBackend = burn::backend::Flex<f32>;
 
 /// Where `switchyard train` writes the head, relative to the working
 /// directory (the repository root when run from a checkout).
