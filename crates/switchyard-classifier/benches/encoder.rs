@@ -114,8 +114,7 @@ impl<Bk: Backend> Matmuls<Bk> {
 
 fn forward_table<Bk: Backend>(name: &str, blocks: usize, files: &EncoderFiles, words: &[u32]) {
     let device = Default::default();
-    let mut model = MiniLm::<Bk>::load(&files.model, &device).unwrap();
-    model.split_for_threads(blocks);
+    let model = MiniLm::<Bk>::load_in_blocks(&files.model, &device, blocks).unwrap();
     println!("backend {name}:");
     println!(
         "{:>6} {:>6} {:>12} {:>12} {:>14} {:>16} {:>8}",

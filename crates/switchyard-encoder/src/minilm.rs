@@ -17,6 +17,7 @@ use crate::EncoderError;
 pub const HIDDEN: usize = 384;
 const HEADS: usize = 12;
 const HEAD_DIM: usize = HIDDEN / HEADS;
+const FEED_FORWARD: usize = 4 * HIDDEN;
 const LAYERS: usize = 6;
 const LAYER_NORM_EPS: f64 = 1e-12;
 /// Positions the model was trained with.
@@ -24,51 +25,19 @@ pub const MAX_POSITIONS: usize = 512;
 /// Added to attention scores of padding positions: softmax sends them to 0.
 const MASKED: f32 = -1.0e9;
 
-/// `x · W + b` with `W` stored `[in, out]` (transposed once at load).
-#[derive(Debug)]
-struct Linear<B: Backend> {
-    weight: Tensor<B, 2>,
-    bias: Tensor<B, 1>,
-    /// `W` and `b` cut into column blocks, one per CPU thread, when the
-    /// model runs split (see [`MiniLm::split_for_threads`]).
-    parts: Vec<(Tensor<B, 2>, Tensor<B, 1>)>,
-}
-
-impl<B: Backend> Linear<B> {
-    /// `x`: `[rows, in]` → `[rows, out]`.
-    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        if self.parts.len() < 2 {
-            return x.matmul(self.weight.clone()) + self.bias.clone().unsqueeze_dim(0);
-        }
-        // One column block per thread: each thread streams only its share
-        // of the weights, which is what bounds a pass over a few tokens.
-        use rayon::prelude::*;
-        let blocks: Vec<Tensor<B, 2>> = self
-            .parts
-            .par_iter()
-            .map(|(weight, bias)| x.clone().matmul(weight.clone()) + bias.clone().unsqueeze_dim(0))
-            .collect();
-        Tensor::cat(blocks, 1)
-    }
-
-    /// Cuts the weights into `parts` column blocks.
-    fn split(&mut self, parts: usize, device: &B::Device) {
-        let [inputs, outputs] = self.weight.dims();
-        if parts < 2 || outputs % parts != 0 {
-            self.parts.clear();
-            return;
-        }
-        let width = outputs / parts;
-        self.parts = (0..parts)
-            .map(|part| {
-                let columns = part * width..(part + 1) * width;
-                (
-                    contiguous(self.weight.clone().slice([0..inputs, columns.clone()]), device),
-                    contiguous(self.bias.clone().slice([columns]), device),
-                )
-            })
-            .collect();
-    }
+/// Runs `forward` on every block (in parallel when there are several) and
+/// sums their partial outputs; `None` only for an empty slice.
+fn sum_blocks<T: Sync, B: Backend>(
+    blocks: &[T],
+    forward: impl Fn(&T) -> Tensor<B, 2> + Sync,
+) -> Option<Tensor<B, 2>> {
+    use rayon::prelude::*;
+    let partials: Vec<Tensor<B, 2>> = if blocks.len() < 2 {
+        blocks.iter().map(&forward).collect()
+    } else {
+        blocks.par_iter().map(&forward).collect()
+    };
+    partials.into_iter().reduce(|sum, partial| sum + partial)
 }
 
 #[derive(Debug)]
@@ -86,15 +55,85 @@ impl<B: Backend> LayerNorm<B> {
     }
 }
 
+/// A group of attention heads: their query, key and value columns fused
+/// into one matmul, and the rows of the output projection that read them.
+#[derive(Debug)]
+struct HeadGroup<B: Backend> {
+    heads: usize,
+    /// `[HIDDEN, 3 · heads · HEAD_DIM]`: queries, then keys, then values.
+    qkv: Tensor<B, 2>,
+    qkv_bias: Tensor<B, 1>,
+    /// `[heads · HEAD_DIM, HIDDEN]`.
+    out: Tensor<B, 2>,
+}
+
+impl<B: Backend> HeadGroup<B> {
+    /// This group's share of the attention output (before the bias).
+    fn forward(&self, hidden: &Tensor<B, 2>, key_bias: &Tensor<B, 4>, rows: usize, seq: usize) -> Tensor<B, 2> {
+        let width = self.heads * HEAD_DIM;
+        let qkv = hidden.clone().matmul(self.qkv.clone()) + self.qkv_bias.clone().unsqueeze_dim(0);
+        let split = |part: usize| {
+            qkv.clone()
+                .slice([0..rows * seq, part * width..(part + 1) * width])
+                .reshape([rows, seq, self.heads, HEAD_DIM])
+                .swap_dims(1, 2)
+        };
+        let (query, key, value) = (split(0), split(1), split(2));
+        let scale = 1.0 / (HEAD_DIM as f64).sqrt();
+        let scores = query.matmul(key.swap_dims(2, 3)).mul_scalar(scale) + key_bias.clone();
+        let context = softmax(scores, 3)
+            .matmul(value)
+            .swap_dims(1, 2)
+            .reshape([rows * seq, width]);
+        context.matmul(self.out.clone())
+    }
+}
+
+/// A block of the feed-forward's inner width: its columns of the up
+/// projection and its rows of the down projection. GELU works element by
+/// element, so blocks never need each other's values.
+#[derive(Debug)]
+struct FeedForwardBlock<B: Backend> {
+    /// `[HIDDEN, width]`.
+    up: Tensor<B, 2>,
+    up_bias: Tensor<B, 1>,
+    /// `[width, HIDDEN]`.
+    down: Tensor<B, 2>,
+}
+
+impl<B: Backend> FeedForwardBlock<B> {
+    /// This block's share of the feed-forward output (before the bias).
+    fn forward(&self, hidden: &Tensor<B, 2>) -> Tensor<B, 2> {
+        let inner = gelu(hidden.clone().matmul(self.up.clone()) + self.up_bias.clone().unsqueeze_dim(0));
+        inner.matmul(self.down.clone())
+    }
+}
+
+/// One transformer layer, its weights cut into blocks that run in
+/// parallel (Megatron-style): each block computes a partial output from the
+/// whole input, and the partials are summed. One block is the plain layer.
 #[derive(Debug)]
 struct Layer<B: Backend> {
-    /// Query, key and value projections fused into one `[384, 1152]` matmul.
-    qkv: Linear<B>,
-    attention_out: Linear<B>,
+    attention: Vec<HeadGroup<B>>,
+    attention_bias: Tensor<B, 1>,
     attention_norm: LayerNorm<B>,
-    intermediate: Linear<B>,
-    output: Linear<B>,
+    feed_forward: Vec<FeedForwardBlock<B>>,
+    output_bias: Tensor<B, 1>,
     output_norm: LayerNorm<B>,
+}
+
+impl<B: Backend> Layer<B> {
+    fn forward(&self, hidden: Tensor<B, 2>, key_bias: &Tensor<B, 4>, rows: usize, seq: usize) -> Option<Tensor<B, 2>> {
+        let attended = sum_blocks(&self.attention, |group| group.forward(&hidden, key_bias, rows, seq))?;
+        let hidden = self
+            .attention_norm
+            .forward(attended + self.attention_bias.clone().unsqueeze_dim(0) + hidden);
+        let expanded = sum_blocks(&self.feed_forward, |block| block.forward(&hidden))?;
+        Some(
+            self.output_norm
+                .forward(expanded + self.output_bias.clone().unsqueeze_dim(0) + hidden),
+        )
+    }
 }
 
 /// The encoder with its weights on one device.
@@ -161,22 +200,27 @@ fn read<B: Backend, const D: usize>(
     Ok(Tensor::from_data(TensorData::new(values, shape), device))
 }
 
+/// A Linear layer's weight, transposed to `[in, out]`, and its bias.
 fn linear<B: Backend>(
     weights: &SafeTensors<'_>,
     prefix: &str,
     inputs: usize,
     outputs: usize,
     device: &B::Device,
-) -> Result<Linear<B>, EncoderError> {
+) -> Result<(Tensor<B, 2>, Tensor<B, 1>), EncoderError> {
     // Hugging Face stores Linear weights as [out, in]. Transpose once and
-    // materialise the result: a transposed *view* would be copied into a
-    // contiguous buffer by every matmul, on every request.
+    // materialise the result (blocks are cut from it and made contiguous):
+    // a transposed *view* would be copied by every matmul, on every request.
     let weight: Tensor<B, 2> = read(weights, &format!("{prefix}.weight"), [outputs, inputs], device)?;
-    Ok(Linear {
-        weight: contiguous(weight.transpose(), device),
-        bias: read(weights, &format!("{prefix}.bias"), [outputs], device)?,
-        parts: Vec::new(),
-    })
+    Ok((
+        weight.transpose(),
+        read(weights, &format!("{prefix}.bias"), [outputs], device)?,
+    ))
+}
+
+/// The largest divisor of `n` that is at most `limit` (at least 1).
+fn largest_divisor_at_most(n: usize, limit: usize) -> usize {
+    (1..=limit.max(1)).rev().find(|d| n.is_multiple_of(*d)).unwrap_or(1)
 }
 
 /// A copy of `tensor` laid out row-major in its logical order.
@@ -196,8 +240,17 @@ fn layer_norm<B: Backend>(
 }
 
 impl<B: Backend> MiniLm<B> {
-    /// Loads the weights from the bytes of `model.safetensors`.
+    /// Loads the weights from the bytes of `model.safetensors`, each layer
+    /// whole (one block): the layout for GPUs.
     pub fn load(bytes: &[u8], device: &B::Device) -> Result<MiniLm<B>, EncoderError> {
+        MiniLm::load_in_blocks(bytes, device, 1)
+    }
+
+    /// Loads the weights with each layer cut into about `blocks` blocks that
+    /// run in parallel: attention by groups of heads (a divisor of 12), the
+    /// feed-forward by slices of its inner width. For CPU backends, whose
+    /// matmuls keep the small products of one message on one core.
+    pub fn load_in_blocks(bytes: &[u8], device: &B::Device, blocks: usize) -> Result<MiniLm<B>, EncoderError> {
         let weights = SafeTensors::deserialize(bytes)
             .map_err(|err| EncoderError::Weights(format!("not a safetensors file: {err}")))?;
         let word_embeddings =
@@ -210,26 +263,56 @@ impl<B: Backend> MiniLm<B> {
         let mut token_type =
             read_values(&weights, "embeddings.token_type_embeddings.weight", &[2, HIDDEN])?;
         token_type.truncate(HIDDEN);
+        let groups = largest_divisor_at_most(HEADS, blocks);
+        let heads = HEADS / groups;
+        let head_width = heads * HEAD_DIM;
+        let slices = largest_divisor_at_most(FEED_FORWARD, blocks);
+        let slice_width = FEED_FORWARD / slices;
         let mut layers = Vec::with_capacity(LAYERS);
         for index in 0..LAYERS {
             let prefix = format!("encoder.layer.{index}");
             let attention = format!("{prefix}.attention");
-            let query = linear::<B>(&weights, &format!("{attention}.self.query"), HIDDEN, HIDDEN, device)?;
-            let key = linear::<B>(&weights, &format!("{attention}.self.key"), HIDDEN, HIDDEN, device)?;
-            let value = linear::<B>(&weights, &format!("{attention}.self.value"), HIDDEN, HIDDEN, device)?;
+            let (query, query_bias) = linear::<B>(&weights, &format!("{attention}.self.query"), HIDDEN, HIDDEN, device)?;
+            let (key, key_bias) = linear::<B>(&weights, &format!("{attention}.self.key"), HIDDEN, HIDDEN, device)?;
+            let (value, value_bias) = linear::<B>(&weights, &format!("{attention}.self.value"), HIDDEN, HIDDEN, device)?;
+            let (out, attention_bias) =
+                linear::<B>(&weights, &format!("{attention}.output.dense"), HIDDEN, HIDDEN, device)?;
+            let (up, up_bias) =
+                linear::<B>(&weights, &format!("{prefix}.intermediate.dense"), HIDDEN, FEED_FORWARD, device)?;
+            let (down, output_bias) =
+                linear::<B>(&weights, &format!("{prefix}.output.dense"), FEED_FORWARD, HIDDEN, device)?;
+            let attention_groups = (0..groups)
+                .map(|group| {
+                    let columns = group * head_width..(group + 1) * head_width;
+                    let cut = |weight: &Tensor<B, 2>| weight.clone().slice([0..HIDDEN, columns.clone()]);
+                    let cut_bias = |bias: &Tensor<B, 1>| bias.clone().slice([columns.clone()]);
+                    HeadGroup {
+                        heads,
+                        qkv: contiguous(Tensor::cat(vec![cut(&query), cut(&key), cut(&value)], 1), device),
+                        qkv_bias: contiguous(
+                            Tensor::cat(vec![cut_bias(&query_bias), cut_bias(&key_bias), cut_bias(&value_bias)], 0),
+                            device,
+                        ),
+                        out: contiguous(out.clone().slice([columns.clone(), 0..HIDDEN]), device),
+                    }
+                })
+                .collect();
+            let feed_forward = (0..slices)
+                .map(|slice| {
+                    let inner = slice * slice_width..(slice + 1) * slice_width;
+                    FeedForwardBlock {
+                        up: contiguous(up.clone().slice([0..HIDDEN, inner.clone()]), device),
+                        up_bias: contiguous(up_bias.clone().slice([inner.clone()]), device),
+                        down: contiguous(down.clone().slice([inner, 0..HIDDEN]), device),
+                    }
+                })
+                .collect();
             layers.push(Layer {
-                qkv: Linear {
-                    weight: contiguous(
-                        Tensor::cat(vec![query.weight, key.weight, value.weight], 1),
-                        device,
-                    ),
-                    bias: Tensor::cat(vec![query.bias, key.bias, value.bias], 0),
-                    parts: Vec::new(),
-                },
-                attention_out: linear(&weights, &format!("{attention}.output.dense"), HIDDEN, HIDDEN, device)?,
+                attention: attention_groups,
+                attention_bias,
                 attention_norm: layer_norm(&weights, &format!("{attention}.output.LayerNorm"), device)?,
-                intermediate: linear(&weights, &format!("{prefix}.intermediate.dense"), HIDDEN, 4 * HIDDEN, device)?,
-                output: linear(&weights, &format!("{prefix}.output.dense"), 4 * HIDDEN, HIDDEN, device)?,
+                feed_forward,
+                output_bias,
                 output_norm: layer_norm(&weights, &format!("{prefix}.output.LayerNorm"), device)?,
             });
         }
@@ -241,22 +324,6 @@ impl<B: Backend> MiniLm<B> {
             layers,
             device: device.clone(),
         })
-    }
-
-    /// Splits every Linear into `threads` column blocks computed in
-    /// parallel. For CPU backends whose matmuls do not use every core on
-    /// small inputs; a GPU gains nothing from it.
-    pub fn split_for_threads(&mut self, threads: usize) {
-        for layer in &mut self.layers {
-            for linear in [
-                &mut layer.qkv,
-                &mut layer.attention_out,
-                &mut layer.intermediate,
-                &mut layer.output,
-            ] {
-                linear.split(threads, &self.device);
-            }
-        }
     }
 
     /// Encodes a batch of token-id sequences (each with its `[CLS]` and
@@ -306,28 +373,10 @@ impl<B: Backend> MiniLm<B> {
         let key_bias = (mask.clone().neg() + 1.0)
             .mul_scalar(MASKED)
             .reshape([rows, 1, 1, seq]);
-        let scale = 1.0 / (HEAD_DIM as f64).sqrt();
         for layer in &self.layers {
-            let qkv = layer.qkv.forward(hidden.clone());
-            let heads = |part: usize| {
-                qkv.clone()
-                    .slice([0..rows * seq, part * HIDDEN..(part + 1) * HIDDEN])
-                    .reshape([rows, seq, HEADS, HEAD_DIM])
-                    .swap_dims(1, 2)
-            };
-            let (query, key, value) = (heads(0), heads(1), heads(2));
-            let scores = query.matmul(key.swap_dims(2, 3)).mul_scalar(scale) + key_bias.clone();
-            let context = softmax(scores, 3)
-                .matmul(value)
-                .swap_dims(1, 2)
-                .reshape([rows * seq, HIDDEN]);
             hidden = layer
-                .attention_norm
-                .forward(layer.attention_out.forward(context) + hidden);
-            let expanded = gelu(layer.intermediate.forward(hidden.clone()));
-            hidden = layer
-                .output_norm
-                .forward(layer.output.forward(expanded) + hidden);
+                .forward(hidden, &key_bias, rows, seq)
+                .ok_or_else(|| EncoderError::Weights("a layer without blocks".to_owned()))?;
         }
 
         // Mean over real tokens, then unit length.
