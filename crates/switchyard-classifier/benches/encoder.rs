@@ -166,10 +166,10 @@ fn main() {
         if forward {
             // Whole weights and weights in column blocks, side by side in
             // one run: the machine is shared and noisy.
-            let blocks = cpu_weight_blocks();
+            let blocks = std::env::var("SWITCHYARD_BENCH_BLOCKS").ok().and_then(|b| b.parse().ok()).unwrap_or_else(cpu_weight_blocks);
             forward_table::<CpuBackend>("flex, whole weights", 1, &files, &words);
             forward_table::<CpuBackend>(
-                &format!("flex, weights in {blocks} column blocks (the node's CPU setting)"),
+                &format!("flex, layers in {blocks} parallel blocks (the node's CPU setting)"),
                 blocks,
                 &files,
                 &words,

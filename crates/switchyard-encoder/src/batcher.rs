@@ -23,6 +23,12 @@ const QUEUE_DEPTH: usize = 1024;
 /// A model that turns token-id sequences into vectors, batch by batch.
 pub trait BatchModel: Send + 'static {
     fn encode_batch(&self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EncoderError>;
+
+    /// Work done on the encoder thread before the first job (compiling
+    /// kernels, say); returns how many input shapes it prepared.
+    fn warm_up(&self) -> Result<usize, EncoderError> {
+        Ok(0)
+    }
 }
 
 struct Job {
@@ -93,6 +99,14 @@ impl Batcher {
 }
 
 fn run(model: &impl BatchModel, queue: &Receiver<Vec<Job>>, max_batch: usize, max_wait: Duration) {
+    // Jobs that arrive meanwhile wait in the queue.
+    let started = Instant::now();
+    match model.warm_up() {
+        Ok(0) => {}
+        Ok(shapes) => tracing::info!(shapes, seconds = started.elapsed().as_secs_f64(), "encoder warmed up"),
+        // Not fatal: requests then pay for the compilation warm-up skipped.
+        Err(err) => tracing::warn!(error = %err, "encoder warm-up failed"),
+    }
     let mut pending: VecDeque<Job> = VecDeque::new();
     let mut busy = false;
     loop {

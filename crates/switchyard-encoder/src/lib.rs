@@ -31,7 +31,7 @@ use lru::LruCache;
 
 pub use batcher::{BatchModel, Batcher};
 pub use files::{DEFAULT_MODEL_DIR, EncoderFiles, FETCH_COMMAND};
-pub use minilm::{HIDDEN, MiniLm};
+pub use minilm::{HIDDEN, MiniLm, ShapeLimit};
 pub use tokenize::{TextTokenizer, keep_head_and_tail, recent_turns_within};
 
 /// burn's CPU backend for the encoder: `flex` measured faster than
@@ -123,6 +123,10 @@ impl<B: burn::tensor::backend::Backend> BatchModel for MiniLm<B> {
     fn encode_batch(&self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EncoderError> {
         self.encode(batch)
     }
+
+    fn warm_up(&self) -> Result<usize, EncoderError> {
+        MiniLm::warm_up(self)
+    }
 }
 
 /// Cache counters, for metrics and benchmarks.
@@ -181,7 +185,14 @@ impl Encoder {
             #[cfg(feature = "cuda")]
             Device::Cuda => {
                 let device = burn::backend::cuda::CudaDevice::default();
-                let model = MiniLm::<burn::backend::Cuda<f32>>::load(&files.model, &device)?;
+                // Kernels compile per input shape on CUDA: pad to a few
+                // shapes and compile them all before the first request.
+                let model = MiniLm::<burn::backend::Cuda<f32>>::load(&files.model, &device)?.with_shape_buckets(
+                    ShapeLimit {
+                        rows: settings.max_batch,
+                        tokens: settings.max_message_tokens,
+                    },
+                );
                 Batcher::start(model, settings.max_batch, settings.max_wait)?
             }
             #[cfg(not(feature = "cuda"))]

@@ -152,6 +152,29 @@ pub struct MiniLm<B: Backend> {
     embedding_norm: LayerNorm<B>,
     layers: Vec<Layer<B>>,
     device: B::Device,
+    /// Set for backends that compile kernels per input shape (CUDA): the
+    /// largest batch and message the node sends, whose bucketed shapes
+    /// [`MiniLm::warm_up`] compiles before the first request.
+    buckets: Option<ShapeLimit>,
+}
+
+/// Upper bounds of the shapes a bucketed model sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShapeLimit {
+    pub rows: usize,
+    pub tokens: usize,
+}
+
+/// Sequence lengths a bucketed batch is padded to.
+const LENGTH_BUCKETS: [usize; 7] = [8, 16, 32, 64, 128, 256, MAX_POSITIONS];
+/// `[CLS]` and `[SEP]` in the model's vocabulary: the filler row that pads a
+/// bucketed batch to its row count, and the ends of warm-up sequences.
+const CLS: u32 = 101;
+const SEP: u32 = 102;
+
+/// The bucketed length for `seq` tokens.
+fn length_bucket(seq: usize) -> usize {
+    LENGTH_BUCKETS.iter().copied().find(|&bucket| bucket >= seq).unwrap_or(seq)
 }
 
 impl<B: Backend> std::fmt::Debug for MiniLm<B> {
@@ -323,7 +346,42 @@ impl<B: Backend> MiniLm<B> {
             embedding_norm: layer_norm(&weights, "embeddings.LayerNorm", device)?,
             layers,
             device: device.clone(),
+            buckets: None,
         })
+    }
+
+    /// Pads every batch to a few shapes: rows to a power of two, tokens to
+    /// 8, 16, 32, ... 512. For backends that compile and autotune kernels
+    /// the first time they meet a shape (burn's CUDA backend): without
+    /// buckets, every new message length compiled new kernels inside a
+    /// request (a 223 ms p99 on an H100). `limit` bounds the shapes that
+    /// [`MiniLm::warm_up`] compiles ahead.
+    pub fn with_shape_buckets(mut self, limit: ShapeLimit) -> MiniLm<B> {
+        self.buckets = Some(limit);
+        self
+    }
+
+    /// Runs one pass at every bucketed shape up to the limit, so that no
+    /// request pays for compiling kernels. Returns the number of shapes; 0
+    /// for a model without buckets.
+    pub fn warm_up(&self) -> Result<usize, EncoderError> {
+        let Some(limit) = self.buckets else {
+            return Ok(0);
+        };
+        let max_rows = limit.rows.max(1).next_power_of_two();
+        let max_tokens = length_bucket(limit.tokens.clamp(2, MAX_POSITIONS));
+        let mut shapes = 0;
+        let mut rows = 1;
+        while rows <= max_rows {
+            for &tokens in LENGTH_BUCKETS.iter().filter(|&&bucket| bucket <= max_tokens) {
+                let mut sequence = vec![CLS; tokens];
+                sequence[tokens - 1] = SEP;
+                self.encode(&vec![sequence; rows])?;
+                shapes += 1;
+            }
+            rows *= 2;
+        }
+        Ok(shapes)
     }
 
     /// Encodes a batch of token-id sequences (each with its `[CLS]` and
@@ -331,21 +389,30 @@ impl<B: Backend> MiniLm<B> {
     /// Sequences are padded to the batch's longest, not to a fixed length:
     /// cost grows with the tokens actually there.
     pub fn encode(&self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EncoderError> {
-        let rows = batch.len();
-        let seq = batch.iter().map(Vec::len).max().unwrap_or(0);
-        if rows == 0 || seq == 0 {
-            return Ok(vec![Vec::new(); rows]);
+        let wanted = batch.len();
+        let longest = batch.iter().map(Vec::len).max().unwrap_or(0);
+        if wanted == 0 || longest == 0 {
+            return Ok(vec![Vec::new(); wanted]);
         }
-        if seq > MAX_POSITIONS {
-            return Err(EncoderError::TooLong { tokens: seq });
+        if longest > MAX_POSITIONS {
+            return Err(EncoderError::TooLong { tokens: longest });
         }
+        let (rows, seq) = match self.buckets {
+            Some(_) => (wanted.next_power_of_two(), length_bucket(longest)),
+            None => (wanted, longest),
+        };
+        let filler = [CLS, SEP];
+        let sequences = batch
+            .iter()
+            .map(Vec::as_slice)
+            .chain(std::iter::repeat_n(&filler[..], rows - wanted));
         // Embeddings gathered on the host: word + position + segment A for
         // every (sequence, position), flattened to [rows * seq, hidden].
         // Padding positions get zeros; the mask keeps them out of attention
         // and pooling.
         let mut embedded = vec![0.0_f32; rows * seq * HIDDEN];
         let mut mask = Vec::with_capacity(rows * seq);
-        for (sequence, out) in batch.iter().zip(embedded.chunks_exact_mut(seq * HIDDEN)) {
+        for (sequence, out) in sequences.zip(embedded.chunks_exact_mut(seq * HIDDEN)) {
             for (position, slot) in out.chunks_exact_mut(HIDDEN).enumerate() {
                 let Some(&id) = sequence.get(position) else {
                     mask.push(0.0_f32);
@@ -391,6 +458,7 @@ impl<B: Backend> MiniLm<B> {
             .into_data()
             .into_vec()
             .map_err(|err| EncoderError::Weights(format!("reading the output: {err:?}")))?;
-        Ok(values.chunks_exact(HIDDEN).map(<[f32]>::to_vec).collect())
+        // Filler rows of a bucketed batch are dropped.
+        Ok(values.chunks_exact(HIDDEN).take(wanted).map(<[f32]>::to_vec).collect())
     }
 }

@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use switchyard_encoder::{Device, Encoder, EncoderSettings, HIDDEN, cosine};
+use switchyard_encoder::{
+    CpuBackend, Device, Encoder, EncoderFiles, EncoderSettings, HIDDEN, MiniLm, ShapeLimit, TextTokenizer, cosine,
+};
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -26,14 +28,17 @@ fn encoder() -> Encoder {
     encoder_in_blocks(None)
 }
 
-/// `blocks`: how the CPU model's layers are cut (`None`: this machine's default).
-fn encoder_in_blocks(blocks: Option<usize>) -> Encoder {
-    let model_dir = std::env::var_os("SWITCHYARD_ENCODER_DIR").map_or_else(
+fn model_dir() -> PathBuf {
+    std::env::var_os("SWITCHYARD_ENCODER_DIR").map_or_else(
         || workspace().join(switchyard_encoder::DEFAULT_MODEL_DIR),
         PathBuf::from,
-    );
+    )
+}
+
+/// `blocks`: how the CPU model's layers are cut (`None`: this machine's default).
+fn encoder_in_blocks(blocks: Option<usize>) -> Encoder {
     let settings = EncoderSettings {
-        model_dir,
+        model_dir: model_dir(),
         device: device(),
         weight_blocks: blocks,
         ..EncoderSettings::default()
@@ -101,6 +106,35 @@ fn every_block_layout_gives_the_same_vectors() {
             assert!(similarity > 0.99999, "{blocks} blocks, {text:?}: cosine {similarity}");
         }
     }
+}
+
+#[test]
+fn shape_buckets_pad_without_changing_a_vector_and_warm_up_every_shape() {
+    // The CUDA layout (buckets), checked on the CPU backend: the padding
+    // arithmetic is the same on every backend.
+    let files = EncoderFiles::load(&model_dir()).unwrap();
+    let tokenizer = TextTokenizer::from_file(&files.tokenizer_path).unwrap();
+    let device = Default::default();
+    let plain = MiniLm::<CpuBackend>::load(&files.model, &device).unwrap();
+    let bucketed = MiniLm::<CpuBackend>::load(&files.model, &device)
+        .unwrap()
+        .with_shape_buckets(ShapeLimit { rows: 4, tokens: 20 });
+    let sentences = reference();
+    // Three sequences: padded to 4 rows, and to 16 or 32 tokens.
+    let batch: Vec<Vec<u32>> = sentences
+        .iter()
+        .take(3)
+        .map(|s| tokenizer.model_input(s["text"].as_str().unwrap(), 256).unwrap())
+        .collect();
+    let expected = plain.encode(&batch).unwrap();
+    let ours = bucketed.encode(&batch).unwrap();
+    assert_eq!(ours.len(), 3, "filler rows are dropped");
+    for (a, b) in expected.iter().zip(&ours) {
+        assert!(cosine(a, b) > 0.99999, "cosine {}", cosine(a, b));
+    }
+    // Rows 1, 2, 4 × lengths 8, 16, 32 (20 tokens round up to 32).
+    assert_eq!(bucketed.warm_up().unwrap(), 9);
+    assert_eq!(plain.warm_up().unwrap(), 0);
 }
 
 #[test]
