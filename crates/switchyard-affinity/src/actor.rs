@@ -1,7 +1,10 @@
 //! The `AffinityStore` actor: the node's only door to session pins.
 //!
-//! Messages are handled one at a time, which makes set-if-absent atomic on
-//! a single node without locks. Expired pins are purged on a timer.
+//! Reads run inline (a local lookup). Writes run as tasks of their own, so
+//! a write waiting for consensus in a cluster never holds up the reads
+//! behind it; set-if-absent stays atomic because the backend applies it
+//! atomically (under its lock, or in the replicated log's order). Expired
+//! pins are purged on a timer.
 
 use std::time::{Duration, SystemTime};
 
@@ -58,7 +61,7 @@ pub struct AffinityState<B> {
     ttl: Duration,
 }
 
-impl<B: AffinityBackend + std::fmt::Debug + Sync> Actor for AffinityStoreActor<B> {
+impl<B: AffinityBackend + std::fmt::Debug> Actor for AffinityStoreActor<B> {
     type Msg = AffinityMsg;
     type State = AffinityState<B>;
     /// The backend and the pin time-to-live.
@@ -95,18 +98,29 @@ impl<B: AffinityBackend + std::fmt::Debug + Sync> Actor for AffinityStoreActor<B
                     model,
                     expires_at: expiry(now, state.ttl),
                 };
-                let _ = reply.send(state.backend.set_if_absent(key, pin, now).await);
+                let backend = state.backend.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(backend.set_if_absent(key, pin, now).await);
+                });
             }
             AffinityMsg::Repin { key, model } => {
-                if let Err(err) = state.backend.repin(key, model, now).await {
-                    tracing::warn!(error = %err, "could not move a session pin");
-                }
+                let backend = state.backend.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = backend.repin(key, model, now).await {
+                        tracing::warn!(error = %err, "could not move a session pin");
+                    }
+                });
             }
-            AffinityMsg::Purge => match state.backend.purge_expired(now).await {
-                Ok(0) => {}
-                Ok(purged) => tracing::debug!(purged, "expired session pins purged"),
-                Err(err) => tracing::warn!(error = %err, "could not purge session pins"),
-            },
+            AffinityMsg::Purge => {
+                let backend = state.backend.clone();
+                tokio::spawn(async move {
+                    match backend.purge_expired(now).await {
+                        Ok(0) => {}
+                        Ok(purged) => tracing::debug!(purged, "expired session pins purged"),
+                        Err(err) => tracing::warn!(error = %err, "could not purge session pins"),
+                    }
+                });
+            }
             AffinityMsg::Count { reply } => {
                 let _ = reply.send(state.backend.pin_count());
             }

@@ -7,15 +7,16 @@
 //! and the pin moves to the model that served.
 //!
 //! # Layout
-//! - [`store`]: the [`AffinityBackend`] seam and the embedded [`LocalStore`].
-//!   The openraft issue adds a replicated backend behind the same trait.
+//! - [`store`]: the [`AffinityBackend`] seam, the deterministic
+//!   [`PinTable`], and the embedded [`LocalStore`]. `switchyard-cluster`
+//!   puts a replicated backend (openraft) behind the same trait.
 //! - [`actor`]: the `AffinityStore` actor, the only way the node touches pins.
 
 pub mod actor;
 pub mod store;
 
 pub use actor::{AffinityMsg, AffinityStoreActor, lookup, pin_served};
-pub use store::{AffinityBackend, LocalStore, Pin, PinKey};
+pub use store::{AffinityBackend, LocalStore, Pin, PinKey, PinTable, expiry};
 
 /// Why a pin operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,22 +1,26 @@
-//! Pin storage behind a trait, so the backend can change (embedded today,
-//! replicated by openraft later) without the actor or its callers changing.
+//! Pin storage behind a trait, so the backend can change (embedded, or
+//! replicated by openraft in `switchyard-cluster`) without the actor or its
+//! callers changing.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
 
 use crate::AffinityError;
 
 /// A session is pinned per router: one client may use the same session id
 /// with two routers and get an independent pin for each.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PinKey {
     pub router: String,
     pub session: String,
 }
 
 /// What a session is pinned to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pin {
     pub route: String,
     pub model: String,
@@ -33,55 +37,52 @@ impl Pin {
 }
 
 /// Storage for pins. Methods take `now` from the caller so expiry is
-/// deterministic (and testable) rather than read from a clock inside.
-pub trait AffinityBackend: Send + 'static {
+/// deterministic (and testable) rather than read from a clock inside; a
+/// replicated backend carries that `now` in its log entries.
+///
+/// A backend is a cheap handle (`Clone`), shared by concurrent requests:
+/// the actor runs reads inline and writes as tasks of their own, so a write
+/// that waits for consensus never holds up a read.
+pub trait AffinityBackend: Clone + Send + Sync + 'static {
     /// The live pin of a session, if any.
-    fn get(
-        &mut self,
-        key: &PinKey,
-        now: SystemTime,
-    ) -> impl Future<Output = Result<Option<Pin>, AffinityError>> + Send;
+    fn get(&self, key: &PinKey, now: SystemTime) -> impl Future<Output = Result<Option<Pin>, AffinityError>> + Send;
 
     /// Writes `pin` unless a live pin exists; returns the pin in force
     /// afterwards. Two requests racing on a session's first turn thus agree.
     fn set_if_absent(
-        &mut self,
+        &self,
         key: PinKey,
         pin: Pin,
         now: SystemTime,
     ) -> impl Future<Output = Result<Pin, AffinityError>> + Send;
 
     /// Moves a live pin to another model (after failover), keeping its expiry.
-    fn repin(
-        &mut self,
-        key: PinKey,
-        model: String,
-        now: SystemTime,
-    ) -> impl Future<Output = Result<(), AffinityError>> + Send;
+    fn repin(&self, key: PinKey, model: String, now: SystemTime) -> impl Future<Output = Result<(), AffinityError>> + Send;
 
     /// Drops expired pins; returns how many.
-    fn purge_expired(
-        &mut self,
-        now: SystemTime,
-    ) -> impl Future<Output = Result<usize, AffinityError>> + Send;
+    fn purge_expired(&self, now: SystemTime) -> impl Future<Output = Result<usize, AffinityError>> + Send;
 
     /// Live pins held (approximately: expired ones may linger until purged).
     fn pin_count(&self) -> usize;
 }
 
-/// The embedded single-node store: a map with an expiry index, bounded in
-/// size. When full, the pin closest to expiry makes room for the new one.
-#[derive(Debug)]
-pub struct LocalStore {
+/// The pins themselves: a map with an expiry index, bounded in size. When
+/// full, the pin closest to expiry makes room for the new one.
+///
+/// Every operation is a deterministic function of its arguments, so the
+/// embedded store and each replica of the replicated one (which applies the
+/// same commands, with the same `now`, in the same order) agree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PinTable {
     pins: HashMap<PinKey, Pin>,
     /// (expiry, key), so purging and eviction touch only what they remove.
     by_expiry: BTreeSet<(SystemTime, PinKey)>,
     max_sessions: usize,
 }
 
-impl LocalStore {
-    pub fn new(max_sessions: usize) -> LocalStore {
-        LocalStore {
+impl PinTable {
+    pub fn new(max_sessions: usize) -> PinTable {
+        PinTable {
             pins: HashMap::new(),
             by_expiry: BTreeSet::new(),
             max_sessions: max_sessions.max(1),
@@ -100,20 +101,6 @@ impl LocalStore {
         self.pins.insert(key, pin);
     }
 
-    fn purge(&mut self, now: SystemTime) -> usize {
-        let mut purged = 0;
-        while let Some((expires_at, _)) = self.by_expiry.first() {
-            if *expires_at > now {
-                break;
-            }
-            if let Some((_, key)) = self.by_expiry.pop_first() {
-                self.pins.remove(&key);
-                purged += 1;
-            }
-        }
-        purged
-    }
-
     fn make_room(&mut self, now: SystemTime) {
         if self.pins.len() < self.max_sessions {
             return;
@@ -128,40 +115,96 @@ impl LocalStore {
             }
         }
     }
-}
 
-impl AffinityBackend for LocalStore {
-    async fn get(&mut self, key: &PinKey, now: SystemTime) -> Result<Option<Pin>, AffinityError> {
-        Ok(self.pins.get(key).filter(|pin| pin.is_live(now)).cloned())
+    /// The live pin of a session.
+    pub fn get(&self, key: &PinKey, now: SystemTime) -> Option<Pin> {
+        self.pins.get(key).filter(|pin| pin.is_live(now)).cloned()
     }
 
-    async fn set_if_absent(
-        &mut self,
-        key: PinKey,
-        pin: Pin,
-        now: SystemTime,
-    ) -> Result<Pin, AffinityError> {
-        if let Some(existing) = self.pins.get(&key).filter(|pin| pin.is_live(now)) {
-            return Ok(existing.clone());
+    /// Writes `pin` unless a live pin exists; returns the pin in force.
+    pub fn set_if_absent(&mut self, key: PinKey, pin: Pin, now: SystemTime) -> Pin {
+        if let Some(existing) = self.get(&key, now) {
+            return existing;
         }
         self.make_room(now);
         self.insert(key, pin.clone());
-        Ok(pin)
+        pin
     }
 
-    async fn repin(&mut self, key: PinKey, model: String, now: SystemTime) -> Result<(), AffinityError> {
-        if let Some(pin) = self.pins.get_mut(&key).filter(|pin| pin.is_live(now)) {
-            pin.model = model;
+    /// Moves a live pin to `model`; returns whether there was one.
+    pub fn repin(&mut self, key: &PinKey, model: String, now: SystemTime) -> bool {
+        match self.pins.get_mut(key).filter(|pin| pin.is_live(now)) {
+            Some(pin) => {
+                pin.model = model;
+                true
+            }
+            None => false,
         }
+    }
+
+    /// Drops pins expired at `now`; returns how many.
+    pub fn purge(&mut self, now: SystemTime) -> usize {
+        let mut purged = 0;
+        while let Some((expires_at, _)) = self.by_expiry.first() {
+            if *expires_at > now {
+                break;
+            }
+            if let Some((_, key)) = self.by_expiry.pop_first() {
+                self.pins.remove(&key);
+                purged += 1;
+            }
+        }
+        purged
+    }
+
+    pub fn len(&self) -> usize {
+        self.pins.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pins.is_empty()
+    }
+}
+
+/// The embedded single-node store: a [`PinTable`] behind a mutex (every
+/// operation is a few map operations, so the lock is never held long).
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    table: Arc<Mutex<PinTable>>,
+}
+
+impl LocalStore {
+    pub fn new(max_sessions: usize) -> LocalStore {
+        LocalStore {
+            table: Arc::new(Mutex::new(PinTable::new(max_sessions))),
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, PinTable> {
+        self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl AffinityBackend for LocalStore {
+    async fn get(&self, key: &PinKey, now: SystemTime) -> Result<Option<Pin>, AffinityError> {
+        Ok(self.table().get(key, now))
+    }
+
+    async fn set_if_absent(&self, key: PinKey, pin: Pin, now: SystemTime) -> Result<Pin, AffinityError> {
+        Ok(self.table().set_if_absent(key, pin, now))
+    }
+
+    async fn repin(&self, key: PinKey, model: String, now: SystemTime) -> Result<(), AffinityError> {
+        self.table().repin(&key, model, now);
         Ok(())
     }
 
-    async fn purge_expired(&mut self, now: SystemTime) -> Result<usize, AffinityError> {
-        Ok(self.purge(now))
+    async fn purge_expired(&self, now: SystemTime) -> Result<usize, AffinityError> {
+        Ok(self.table().purge(now))
     }
 
     fn pin_count(&self) -> usize {
-        self.pins.len()
+        self.table().len()
     }
 }
 
@@ -192,7 +235,7 @@ mod tests {
     #[tokio::test]
     async fn first_writer_wins_until_expiry() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let mut store = LocalStore::new(10);
+        let store = LocalStore::new(10);
         let first = store.set_if_absent(key("s"), pin("a", t0 + Duration::from_secs(60)), t0).await.unwrap();
         let second = store.set_if_absent(key("s"), pin("b", t0 + Duration::from_secs(60)), t0).await.unwrap();
         assert_eq!((first.model.as_str(), second.model.as_str()), ("a", "a"));
@@ -206,7 +249,7 @@ mod tests {
     async fn repin_moves_the_model_and_keeps_the_expiry() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         let expires = t0 + Duration::from_secs(60);
-        let mut store = LocalStore::new(10);
+        let store = LocalStore::new(10);
         store.set_if_absent(key("s"), pin("a", expires), t0).await.unwrap();
         store.repin(key("s"), "b".to_owned(), t0).await.unwrap();
         assert_eq!(store.get(&key("s"), t0).await.unwrap(), Some(pin("b", expires)));
@@ -215,7 +258,7 @@ mod tests {
     #[tokio::test]
     async fn bounded_store_evicts_the_pin_closest_to_expiry() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let mut store = LocalStore::new(2);
+        let store = LocalStore::new(2);
         store.set_if_absent(key("old"), pin("a", t0 + Duration::from_secs(10)), t0).await.unwrap();
         store.set_if_absent(key("new"), pin("a", t0 + Duration::from_secs(20)), t0).await.unwrap();
         store.set_if_absent(key("newest"), pin("a", t0 + Duration::from_secs(30)), t0).await.unwrap();

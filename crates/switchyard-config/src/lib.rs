@@ -19,7 +19,7 @@ pub mod raw;
 mod validate;
 
 pub use model::{
-    AffinityConfig, ClassifierConfig, Config, DemoMode, DispatchConfig, EncoderBackend, Model,
+    AffinityConfig, ClassifierConfig, ClusterConfig, Config, PeerConfig, DemoMode, DispatchConfig, EncoderBackend, Model,
     Price, Provider,
     ProviderKind, Router, Secret, SelectionPolicy, ServerConfig, Task,
 };

@@ -171,6 +171,31 @@ pub struct DispatchConfig {
     pub total_timeout: Duration,
 }
 
+/// How this node takes part in the cluster (a lone node is a cluster of one).
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub node_id: u64,
+    pub listen: SocketAddr,
+    pub advertise: Option<String>,
+    pub http_advertise: Option<String>,
+    /// The initial members, this node included (empty: this node alone).
+    pub peers: Vec<PeerConfig>,
+    pub bootstrap: bool,
+    pub heartbeat: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    pub snapshot_every: u64,
+    /// Bearer token of the admin endpoints (from `admin_token_env`).
+    pub admin_token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub id: u64,
+    pub raft: String,
+    pub http: String,
+}
+
 /// A validated configuration: every reference resolves, every name is unique.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -183,6 +208,7 @@ pub struct Config {
     pub classifier: ClassifierConfig,
     pub affinity: AffinityConfig,
     pub dispatch: DispatchConfig,
+    pub cluster: ClusterConfig,
     /// Model id or alias → index in `models`.
     pub(crate) model_names: HashMap<String, usize>,
 }

@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub affinity: RawAffinity,
     #[serde(default)]
     pub dispatch: RawDispatch,
+    #[serde(default)]
+    pub cluster: RawCluster,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,4 +148,45 @@ pub struct RawDispatch {
     pub first_byte_timeout_ms: Option<u64>,
     /// Whole response, stream included.
     pub total_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// This node's id, unique in the cluster (> 0); 1 by default.
+    pub node_id: Option<u64>,
+    /// Internal gRPC address (raft and cluster services), for peers only.
+    /// `127.0.0.1:0` (any free loopback port) by default: right for a
+    /// single node.
+    pub listen: Option<String>,
+    /// The gRPC address peers dial; the bound `listen` address by default.
+    pub advertise: Option<String>,
+    /// The public HTTP address reported to peers and in status; the bound
+    /// `server.listen` address by default.
+    pub http_advertise: Option<String>,
+    /// The initial members, this node included.
+    #[serde(default)]
+    pub peers: Vec<RawPeer>,
+    /// Whether this node forms a new cluster from `peers`. Default: the
+    /// peer with the smallest id does (a lone node always does). Set
+    /// `false` on a node that will join with `switchyard cluster add`.
+    pub bootstrap: Option<bool>,
+    pub heartbeat_ms: Option<u64>,
+    pub election_timeout_min_ms: Option<u64>,
+    pub election_timeout_max_ms: Option<u64>,
+    /// Applied entries between snapshots.
+    pub snapshot_every: Option<u64>,
+    /// Name of the environment variable holding the bearer token of the
+    /// cluster admin endpoints; without it they accept only loopback callers.
+    pub admin_token_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPeer {
+    pub id: u64,
+    /// Its internal gRPC address.
+    pub raft: String,
+    /// Its public HTTP address.
+    pub http: String,
 }

@@ -9,7 +9,7 @@ use switchyard_types::OTHER_ROUTE;
 
 use crate::ConfigError;
 use crate::model::{
-    AffinityConfig, ClassifierConfig, Config, DemoMode, DispatchConfig, EncoderBackend, Model,
+    AffinityConfig, ClassifierConfig, ClusterConfig, Config, PeerConfig, DemoMode, DispatchConfig, EncoderBackend, Model,
     Price, Provider,
     ProviderKind, Router, Secret, SelectionPolicy, ServerConfig, Task,
 };
@@ -90,6 +90,7 @@ pub(crate) fn validate(
             "must not exceed dispatch.total_timeout_ms",
         ));
     }
+    let cluster = cluster(&raw, env)?;
     Ok(Config {
         server,
         prices_as_of: raw.prices_as_of,
@@ -100,7 +101,103 @@ pub(crate) fn validate(
         classifier,
         affinity,
         dispatch,
+        cluster,
         model_names,
+    })
+}
+
+/// Heartbeat and election timeouts for a LAN: a follower that hears
+/// nothing for 400–800 ms starts an election, so a dead leader is replaced
+/// (and pins accepted again) within about a second, while a heartbeat every
+/// 100 ms leaves a wide margin against false elections on a busy machine.
+const DEFAULT_HEARTBEAT_MS: u64 = 100;
+const DEFAULT_ELECTION_MIN_MS: u64 = 400;
+const DEFAULT_ELECTION_MAX_MS: u64 = 800;
+const DEFAULT_SNAPSHOT_EVERY: u64 = 5_000;
+
+fn cluster(raw: &RawConfig, env: &HashMap<String, String>) -> Result<ClusterConfig, ConfigError> {
+    let c = &raw.cluster;
+    let admin_token = match &c.admin_token_env {
+        None => None,
+        Some(name) => match env.get(name).map(|value| value.trim()) {
+            Some(token) if !token.is_empty() => Some(Secret::new(token)),
+            _ => {
+                return Err(ConfigError::invalid(
+                    "cluster.admin_token_env",
+                    format!("the environment variable `{name}` is not set"),
+                ));
+            }
+        },
+    };
+    let node_id = positive(c.node_id, 1, "cluster.node_id")?;
+    let listen_text = c.listen.as_deref().unwrap_or("127.0.0.1:0");
+    let listen: SocketAddr = listen_text.parse().map_err(|_| {
+        ConfigError::invalid(
+            "cluster.listen",
+            format!("`{listen_text}` is not an address like 127.0.0.1:9081"),
+        )
+    })?;
+    let mut ids = std::collections::BTreeSet::new();
+    for peer in &c.peers {
+        if peer.id == 0 {
+            return Err(ConfigError::invalid("cluster.peers", "peer ids must be greater than 0"));
+        }
+        if !ids.insert(peer.id) {
+            return Err(ConfigError::invalid("cluster.peers", format!("peer id {} is listed twice", peer.id)));
+        }
+        for (field, value) in [("raft", &peer.raft), ("http", &peer.http)] {
+            if value.trim().is_empty() || !value.contains(':') {
+                return Err(ConfigError::invalid(
+                    "cluster.peers",
+                    format!("peer {}: `{field}` must be a host:port address, got `{value}`", peer.id),
+                ));
+            }
+        }
+    }
+    if !c.peers.is_empty() && !ids.contains(&node_id) {
+        return Err(ConfigError::invalid(
+            "cluster.peers",
+            format!("must include this node (cluster.node_id {node_id})"),
+        ));
+    }
+    let bootstrap = c
+        .bootstrap
+        .unwrap_or_else(|| ids.first().is_none_or(|first| *first == node_id));
+    let heartbeat = positive(c.heartbeat_ms, DEFAULT_HEARTBEAT_MS, "cluster.heartbeat_ms")?;
+    let election_min = positive(c.election_timeout_min_ms, DEFAULT_ELECTION_MIN_MS, "cluster.election_timeout_min_ms")?;
+    let election_max = positive(c.election_timeout_max_ms, DEFAULT_ELECTION_MAX_MS, "cluster.election_timeout_max_ms")?;
+    if election_min <= heartbeat {
+        return Err(ConfigError::invalid(
+            "cluster.election_timeout_min_ms",
+            "must exceed cluster.heartbeat_ms (followers would elect between heartbeats)",
+        ));
+    }
+    if election_max <= election_min {
+        return Err(ConfigError::invalid(
+            "cluster.election_timeout_max_ms",
+            "must exceed cluster.election_timeout_min_ms",
+        ));
+    }
+    Ok(ClusterConfig {
+        node_id,
+        listen,
+        advertise: c.advertise.clone(),
+        http_advertise: c.http_advertise.clone(),
+        peers: c
+            .peers
+            .iter()
+            .map(|peer| PeerConfig {
+                id: peer.id,
+                raft: peer.raft.clone(),
+                http: peer.http.clone(),
+            })
+            .collect(),
+        bootstrap,
+        heartbeat: Duration::from_millis(heartbeat),
+        election_timeout_min: Duration::from_millis(election_min),
+        election_timeout_max: Duration::from_millis(election_max),
+        snapshot_every: positive(c.snapshot_every, DEFAULT_SNAPSHOT_EVERY, "cluster.snapshot_every")?,
+        admin_token,
     })
 }
 

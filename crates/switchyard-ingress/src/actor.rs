@@ -62,7 +62,8 @@ impl Actor for IngressActor {
         let app = router(args.pipeline);
         let shutdown = stop.clone();
         let server = tokio::spawn(async move {
-            axum::serve(args.listener, app)
+            // Peer addresses let the admin endpoints tell loopback callers apart.
+            axum::serve(args.listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
                 .await
         });

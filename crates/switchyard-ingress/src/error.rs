@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use switchyard_affinity::AffinityError;
 use switchyard_classifier::ClassifierError;
+use switchyard_cluster::ClusterError;
 use switchyard_metrics::MetricsError;
 use switchyard_ranker::RankerError;
 use switchyard_types::{Attempt, RequestError};
@@ -50,6 +51,12 @@ pub enum IngressError {
     Affinity(#[from] AffinityError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("cluster admin: {0}")]
+    BadAdminRequest(String),
+    #[error("the cluster admin endpoints need `Authorization: Bearer <token>` (cluster.admin_token_env), or a loopback caller when no token is set")]
+    AdminForbidden,
 }
 
 fn summarize(attempts: &[Attempt]) -> String {
@@ -82,6 +89,13 @@ impl IngressError {
             | IngressError::Ranker(_)
             | IngressError::Affinity(_)
             | IngressError::Metrics(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            IngressError::BadAdminRequest(_) => StatusCode::BAD_REQUEST,
+            IngressError::AdminForbidden => StatusCode::FORBIDDEN,
+            IngressError::Cluster(ClusterError::UnknownNode(_)) => StatusCode::NOT_FOUND,
+            IngressError::Cluster(ClusterError::NoLeader) => StatusCode::SERVICE_UNAVAILABLE,
+            IngressError::Cluster(ClusterError::Config(_)) => StatusCode::BAD_REQUEST,
+            IngressError::Cluster(ClusterError::Peer(_) | ClusterError::Raft(_)) => StatusCode::BAD_GATEWAY,
+            IngressError::Cluster(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -106,6 +120,11 @@ impl IngressError {
             | IngressError::Ranker(_)
             | IngressError::Affinity(_)
             | IngressError::Metrics(_) => ("server_error", "internal_error"),
+            IngressError::BadAdminRequest(_) => ("invalid_request_error", "invalid_admin_request"),
+            IngressError::AdminForbidden => ("permission_error", "admin_forbidden"),
+            IngressError::Cluster(ClusterError::UnknownNode(_)) => ("invalid_request_error", "node_not_found"),
+            IngressError::Cluster(ClusterError::NoLeader) => ("server_error", "no_cluster_leader"),
+            IngressError::Cluster(_) => ("server_error", "cluster_error"),
         }
     }
 

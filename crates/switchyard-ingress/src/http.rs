@@ -33,6 +33,9 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
         .route("/v1/models", get(list_models))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/v1/cluster", get(cluster_status))
+        .route("/v1/cluster/nodes", post(cluster_add))
+        .route("/v1/cluster/nodes/{id}", axum::routing::delete(cluster_remove))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -325,6 +328,85 @@ async fn metrics(State(pipeline): State<AppState>) -> Result<Response, IngressEr
         text,
     )
         .into_response())
+}
+
+/// `GET /v1/cluster`: this node's view of the cluster.
+async fn cluster_status(State(pipeline): State<AppState>) -> Json<switchyard_cluster::ClusterStatus> {
+    Json(pipeline.cluster.status())
+}
+
+/// Membership changes are for operators: a bearer token when one is
+/// configured, otherwise callers on this machine only.
+fn check_admin(pipeline: &Pipeline, headers: &HeaderMap, peer: std::net::SocketAddr) -> Result<(), IngressError> {
+    match &pipeline.admin_token {
+        Some(token) => {
+            let token = token.expose();
+            let presented = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.strip_prefix("Bearer "));
+            // Compared in full either way, so timing says nothing of the token.
+            let matches = presented.is_some_and(|presented| {
+                presented.len() == token.len()
+                    && presented.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+            });
+            if matches { Ok(()) } else { Err(IngressError::AdminForbidden) }
+        }
+        None if peer.ip().is_loopback() => Ok(()),
+        None => Err(IngressError::AdminForbidden),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddNode {
+    id: u64,
+    raft_addr: String,
+    http_addr: String,
+}
+
+/// `POST /v1/cluster/nodes` `{"id", "raft_addr", "http_addr"}`: adds a node
+/// as a learner, then, once it has caught up, as a voter.
+async fn cluster_add(
+    State(pipeline): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<switchyard_cluster::ClusterStatus>, IngressError> {
+    check_admin(&pipeline, &headers, peer)?;
+    let bytes = body.map_err(|rejection| IngressError::Body(rejection.body_text()))?;
+    let request: AddNode =
+        serde_json::from_slice(&bytes).map_err(|err| IngressError::BadAdminRequest(err.to_string()))?;
+    if request.id == 0 || !request.raft_addr.contains(':') || !request.http_addr.contains(':') {
+        return Err(IngressError::BadAdminRequest(
+            "`id` must be > 0 and `raft_addr`, `http_addr` host:port addresses".to_owned(),
+        ));
+    }
+    let status = pipeline
+        .cluster
+        .add_node(
+            request.id,
+            switchyard_cluster::Member {
+                raft_addr: request.raft_addr,
+                http_addr: request.http_addr,
+            },
+        )
+        .await?;
+    Ok(Json(status))
+}
+
+/// `DELETE /v1/cluster/nodes/{id}`: removes a node from the cluster.
+async fn cluster_remove(
+    State(pipeline): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<switchyard_cluster::ClusterStatus>, IngressError> {
+    check_admin(&pipeline, &headers, peer)?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| IngressError::BadAdminRequest(format!("`{id}` is not a node id")))?;
+    Ok(Json(pipeline.cluster.remove_node(id).await?))
 }
 
 async fn healthz(State(pipeline): State<AppState>) -> Json<Value> {

@@ -33,6 +33,11 @@ pub struct Pipeline {
     pub affinity: ActorRef<AffinityMsg>,
     pub metrics: ActorRef<MetricsMsg>,
     pub dispatcher: Dispatcher,
+    /// This node's cluster membership: status and admin endpoints.
+    pub cluster: Arc<switchyard_cluster::Shared>,
+    /// Bearer token required by the cluster admin endpoints; without one,
+    /// they accept only loopback callers.
+    pub admin_token: Option<switchyard_config::Secret>,
 }
 
 /// What the client's `model` names.
@@ -185,17 +190,31 @@ impl Pipeline {
         let Some((key, previous)) = &plan.session else {
             return;
         };
-        if let Err(err) = switchyard_affinity::pin_served(
+        if previous.as_ref().is_some_and(|pin| pin.model == model) {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let result = switchyard_affinity::pin_served(
             &self.affinity,
             key.clone(),
             plan.route.clone(),
             model.to_owned(),
             previous.as_ref(),
         )
-        .await
-        {
-            tracing::warn!(error = %err, "could not pin the session");
-        }
+        .await;
+        let label = match &result {
+            Ok(_) if previous.is_some() => "moved",
+            Ok(pin) if pin.model == model => "written",
+            Ok(_) => "existing",
+            Err(err) => {
+                tracing::warn!(error = %err, "could not pin the session");
+                "error"
+            }
+        };
+        let _ = self.metrics.cast(MetricsMsg::PinWrite {
+            result: label,
+            seconds: started.elapsed().as_secs_f64(),
+        });
     }
 
     pub fn report(&self, outcome: DispatchOutcome) {

@@ -10,7 +10,7 @@ use switchyard_types::{AffinityStatus, DispatchOutcome, RouteDecision, SharedLat
 
 use crate::MetricsError;
 use crate::latency::LatencyTracker;
-use crate::registry::Metrics;
+use crate::registry::{ClusterGauges, Metrics};
 
 /// Messages the collector accepts.
 #[derive(Debug)]
@@ -24,6 +24,10 @@ pub enum MetricsMsg {
     },
     /// A finished dispatch: outcome, tokens, cost, latency, failed attempts.
     Outcome(Box<DispatchOutcome>),
+    /// A session-pin write and how long it took.
+    PinWrite { result: &'static str, seconds: f64 },
+    /// This node's view of the cluster changed.
+    Cluster(ClusterGauges),
     /// The Prometheus text exposition, for `GET /metrics`.
     Render {
         reply: RpcReplyPort<Result<String, String>>,
@@ -83,6 +87,8 @@ impl Actor for MetricsCollector {
                     state.latency.observe(model, ttft);
                 }
             }
+            MetricsMsg::PinWrite { result, seconds } => state.metrics.record_pin_write(result, seconds),
+            MetricsMsg::Cluster(gauges) => state.metrics.record_cluster(&gauges),
             MetricsMsg::Render { reply } => {
                 let _ = reply.send(state.metrics.encode().map_err(|err| err.to_string()));
             }

@@ -17,7 +17,7 @@ pub mod registry;
 
 pub use actor::{MetricsArgs, MetricsCollector, MetricsMsg, render};
 pub use latency::LatencyTracker;
-pub use registry::{METRICS_CONTENT_TYPE, Metrics};
+pub use registry::{ClusterGauges, METRICS_CONTENT_TYPE, Metrics};
 
 /// Why metrics could not be produced.
 #[derive(Debug, thiserror::Error)]

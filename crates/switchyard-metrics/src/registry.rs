@@ -6,6 +6,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
@@ -71,6 +72,36 @@ struct AffinityLabels {
     result: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PinWriteLabels {
+    result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MemberLabels {
+    voter: String,
+}
+
+/// This node's view of the cluster, for the `cluster_*` gauges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterGauges {
+    pub node_id: u64,
+    pub is_leader: bool,
+    /// 0 while no leader is known.
+    pub leader: u64,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub last_applied: u64,
+    pub voters: u64,
+    pub learners: u64,
+    pub pins: u64,
+}
+
+fn pin_write_histogram() -> Histogram {
+    // 100 µs .. ~3.3 s: a local commit to a write that waited out an election.
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 16))
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -99,6 +130,16 @@ pub struct Metrics {
     decision_seconds: HistogramFamily<ClassifierLabels>,
     upstream_errors: Family<ErrorLabels, Counter>,
     affinity: Family<AffinityLabels, Counter>,
+    pin_writes: Family<PinWriteLabels, Counter>,
+    pin_write_seconds: Histogram,
+    cluster_node_id: Gauge,
+    cluster_is_leader: Gauge,
+    cluster_leader: Gauge,
+    cluster_term: Gauge,
+    cluster_last_log_index: Gauge,
+    cluster_last_applied: Gauge,
+    cluster_members: Family<MemberLabels, Gauge>,
+    cluster_pins: Gauge,
 }
 
 impl Default for Metrics {
@@ -184,8 +225,48 @@ impl Metrics {
             "Session-pin lookups for requests with X-Model-Affinity (result=hit or miss)",
             affinity.clone(),
         );
+        let pin_writes = Family::default();
+        registry.register(
+            "pin_writes",
+            "Session-pin writes (result=written, existing when another turn won the race, moved after a failover, error)",
+            pin_writes.clone(),
+        );
+        let pin_write_seconds = pin_write_histogram();
+        registry.register(
+            "pin_write_seconds",
+            "Time to write a session pin (through the replicated log in a cluster)",
+            pin_write_seconds.clone(),
+        );
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let gauge = Gauge::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let cluster_node_id = gauge(&mut registry, "cluster_node_id", "This node's cluster id");
+        let cluster_is_leader = gauge(&mut registry, "cluster_is_leader", "1 while this node leads the cluster");
+        let cluster_leader = gauge(&mut registry, "cluster_leader", "Id of the leader this node knows (0: none)");
+        let cluster_term = gauge(&mut registry, "cluster_term", "Current raft term");
+        let cluster_last_log_index = gauge(&mut registry, "cluster_last_log_index", "Index of the last raft log entry on this node");
+        let cluster_last_applied = gauge(&mut registry, "cluster_last_applied", "Index of the last log entry applied to this node's pins");
+        let cluster_members = Family::default();
+        registry.register(
+            "cluster_members",
+            "Cluster members by kind (voter=true, or learners)",
+            cluster_members.clone(),
+        );
+        let cluster_pins = gauge(&mut registry, "cluster_pins", "Session pins held by this node's state machine");
         Metrics {
             registry,
+            pin_writes,
+            pin_write_seconds,
+            cluster_node_id,
+            cluster_is_leader,
+            cluster_leader,
+            cluster_term,
+            cluster_last_log_index,
+            cluster_last_applied,
+            cluster_members,
+            cluster_pins,
             requests,
             decisions,
             task_match,
@@ -231,6 +312,37 @@ impl Metrics {
                 result: status.as_str().to_owned(),
             })
             .inc();
+    }
+
+    /// A pin write: `result` is written, existing, moved or error.
+    pub fn record_pin_write(&self, result: &str, seconds: f64) {
+        self.pin_writes
+            .get_or_create(&PinWriteLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+        self.pin_write_seconds.observe(seconds);
+    }
+
+    pub fn record_cluster(&self, gauges: &ClusterGauges) {
+        let set = |gauge: &Gauge, value: u64| {
+            gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        };
+        set(&self.cluster_node_id, gauges.node_id);
+        set(&self.cluster_is_leader, u64::from(gauges.is_leader));
+        set(&self.cluster_leader, gauges.leader);
+        set(&self.cluster_term, gauges.term);
+        set(&self.cluster_last_log_index, gauges.last_log_index);
+        set(&self.cluster_last_applied, gauges.last_applied);
+        set(&self.cluster_pins, gauges.pins);
+        for (voter, count) in [("true", gauges.voters), ("false", gauges.learners)] {
+            set(
+                &self.cluster_members.get_or_create(&MemberLabels {
+                    voter: voter.to_owned(),
+                }),
+                count,
+            );
+        }
     }
 
     /// Updates every family an outcome touches; `config` supplies prices.

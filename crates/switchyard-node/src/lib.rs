@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use ractor::{Actor, ActorRef};
-use switchyard_affinity::{AffinityMsg, AffinityStoreActor, LocalStore};
+use switchyard_affinity::{AffinityMsg, AffinityStoreActor};
+use switchyard_cluster::{ClusterNode, ClusterSettings, Member, ReplicatedStore};
 use switchyard_classifier::{ClassifierPool, RouterIndexes};
 use switchyard_config::Config;
 use switchyard_dispatch::Dispatcher;
@@ -54,6 +55,8 @@ pub enum NodeError {
     Classifier(#[from] switchyard_classifier::ClassifierError),
     #[error(transparent)]
     Dispatch(#[from] switchyard_dispatch::DispatchError),
+    #[error(transparent)]
+    Cluster(#[from] switchyard_cluster::ClusterError),
 }
 
 fn actor_error(actor: &'static str) -> impl FnOnce(ractor::SpawnErr) -> NodeError {
@@ -73,6 +76,7 @@ pub struct NodeHandle {
     ranker: ActorRef<RankerMsg>,
     affinity: ActorRef<AffinityMsg>,
     metrics: ActorRef<MetricsMsg>,
+    cluster: ClusterNode,
     /// Actor tasks, awaited at shutdown so nothing outlives the node.
     tasks: Vec<JoinHandle<()>>,
     /// The built-in demo upstream, when no provider has a key.
@@ -146,13 +150,18 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
     .await
     .map_err(actor_error("ranker"))?;
     tasks.push(task);
+    // A single node is a cluster of one: the same replicated store, so
+    // pins survive a restart and a node can later grow into a cluster.
+    let http_addr = listener.local_addr().map_err(|source| NodeError::Bind {
+        addr: config.server.listen,
+        source,
+    })?;
+    let cluster = ClusterNode::start(cluster_settings(&config, http_addr)).await?;
+    tasks.push(tokio::spawn(publish_cluster_gauges(cluster.shared(), metrics.clone())));
     let (affinity, task) = Actor::spawn(
         None,
-        AffinityStoreActor::<LocalStore>::default(),
-        (
-            LocalStore::new(config.affinity.max_sessions),
-            config.affinity.ttl,
-        ),
+        AffinityStoreActor::<ReplicatedStore>::default(),
+        (ReplicatedStore::new(cluster.shared()), config.affinity.ttl),
     )
     .await
     .map_err(actor_error("affinity store"))?;
@@ -184,6 +193,8 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
         affinity: affinity.clone(),
         metrics: metrics.clone(),
         dispatcher: Dispatcher::new(&config)?,
+        cluster: cluster.shared(),
+        admin_token: config.cluster.admin_token.clone(),
     });
     let addr = listener.local_addr().map_err(|source| NodeError::Bind {
         addr: config.server.listen,
@@ -217,9 +228,64 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
         ranker,
         affinity,
         metrics,
+        cluster,
         tasks,
         demo,
     })
+}
+
+/// The cluster settings for this node: its HTTP address is the one it bound.
+fn cluster_settings(config: &Config, http_addr: SocketAddr) -> ClusterSettings {
+    let cluster = &config.cluster;
+    ClusterSettings {
+        node_id: cluster.node_id,
+        listen: cluster.listen,
+        advertise: cluster.advertise.clone(),
+        http_addr: cluster.http_advertise.clone().unwrap_or_else(|| http_addr.to_string()),
+        peers: cluster
+            .peers
+            .iter()
+            .map(|peer| {
+                (
+                    peer.id,
+                    Member {
+                        raft_addr: peer.raft.clone(),
+                        http_addr: peer.http.clone(),
+                    },
+                )
+            })
+            .collect(),
+        bootstrap: cluster.bootstrap,
+        data_dir: config.server.data_dir.clone(),
+        max_sessions: config.affinity.max_sessions,
+        heartbeat: cluster.heartbeat,
+        election_timeout: (cluster.election_timeout_min, cluster.election_timeout_max),
+        snapshot_every: cluster.snapshot_every,
+    }
+}
+
+/// Keeps the `cluster_*` gauges in step with raft's own metrics; ends when
+/// raft stops.
+async fn publish_cluster_gauges(shared: Arc<switchyard_cluster::Shared>, metrics: ActorRef<MetricsMsg>) {
+    let mut changes = shared.metrics_watch();
+    loop {
+        let status = shared.status();
+        let voters = status.members.iter().filter(|member| member.voter).count() as u64;
+        let gauges = switchyard_metrics::ClusterGauges {
+            node_id: status.id,
+            is_leader: status.role == "leader",
+            leader: status.leader.unwrap_or(0),
+            term: status.term,
+            last_log_index: status.last_log_index,
+            last_applied: status.last_applied,
+            voters,
+            learners: status.members.len() as u64 - voters,
+            pins: status.pins,
+        };
+        if metrics.cast(MetricsMsg::Cluster(gauges)).is_err() || changes.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 impl NodeHandle {
@@ -236,6 +302,16 @@ impl NodeHandle {
     /// The configuration the node runs (with demo upstreams applied).
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// This node's cluster view.
+    pub fn cluster_status(&self) -> switchyard_cluster::ClusterStatus {
+        self.cluster.shared().status()
+    }
+
+    /// The gRPC address of this node's cluster services.
+    pub fn raft_addr(&self) -> &str {
+        self.cluster.raft_addr()
     }
 
     /// The built-in demo upstream, when the node runs in demo mode.
@@ -259,6 +335,9 @@ impl NodeHandle {
         self.classifier.stop(None);
         self.ranker.stop(None);
         self.affinity.stop(None);
+        // Raft stops after the affinity store, its only writer; the gauge
+        // task ends with it.
+        self.cluster.shutdown().await;
         self.metrics.stop(None);
         for task in self.tasks {
             let _ = task.await;

@@ -3,6 +3,9 @@
 //! - `switchyard serve [--config FILE]` starts a node (the embedded default
 //!   config without `--config`).
 //! - `switchyard eval --dataset FILE.jsonl` measures routing accuracy.
+//! - `switchyard train` trains the `moe` head.
+//! - `switchyard cluster status|add|remove` inspects and changes a cluster
+//!   through a node's admin API.
 //!
 //! Thin by design: parsing arguments and the environment, then one call
 //! into `switchyard_node` or `switchyard_eval`.
@@ -65,6 +68,40 @@ enum Command {
     },
     /// Train the `moe` classifier's head; writes it and its model card.
     Train(TrainArgs),
+    /// Inspect or change a running cluster over a node's admin API.
+    Cluster {
+        /// Any node's HTTP address (membership changes reach the leader).
+        #[arg(long, default_value = "http://127.0.0.1:8080", global = true)]
+        node: String,
+        /// Bearer token of the admin API (`cluster.admin_token_env` on the nodes).
+        #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", global = true, hide_env_values = true)]
+        token: Option<String>,
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterAction {
+    /// Print the node's view: role, leader, term, applied index, members.
+    Status,
+    /// Add a node (as a learner until it has caught up, then as a voter).
+    Add {
+        /// The new node's `cluster.node_id`.
+        #[arg(long)]
+        id: u64,
+        /// Its internal gRPC address (`cluster.advertise` or `cluster.listen`).
+        #[arg(long)]
+        raft_addr: String,
+        /// Its public HTTP address.
+        #[arg(long)]
+        http_addr: String,
+    },
+    /// Remove a node from the cluster.
+    Remove {
+        #[arg(long)]
+        id: u64,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -121,7 +158,7 @@ struct TrainArgs {
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -302,5 +339,37 @@ async fn main() -> anyhow::Result<()> {
         Command::Train(args) => tokio::task::spawn_blocking(move || train(args))
             .await
             .context("the training task failed")?,
+        Command::Cluster { node, token, action } => cluster(&node, token.as_deref(), action).await,
     }
+}
+
+/// `switchyard cluster ...`: one call to the admin API, its JSON printed.
+async fn cluster(node: &str, token: Option<&str>, action: ClusterAction) -> anyhow::Result<()> {
+    let base = node.trim_end_matches('/');
+    let base = if base.starts_with("http://") || base.starts_with("https://") {
+        base.to_owned()
+    } else {
+        format!("http://{base}")
+    };
+    let client = reqwest::Client::new();
+    let request = match action {
+        ClusterAction::Status => client.get(format!("{base}/v1/cluster")),
+        ClusterAction::Add { id, raft_addr, http_addr } => client
+            .post(format!("{base}/v1/cluster/nodes"))
+            .json(&serde_json::json!({ "id": id, "raft_addr": raft_addr, "http_addr": http_addr })),
+        ClusterAction::Remove { id } => client.delete(format!("{base}/v1/cluster/nodes/{id}")),
+    };
+    let request = match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    };
+    let response = request.send().await.with_context(|| format!("cannot reach {base}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.context("the node's answer is not JSON")?;
+    if !status.is_success() {
+        let message = body["error"]["message"].as_str().unwrap_or("no message");
+        anyhow::bail!("{base} answered {status}: {message}");
+    }
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    Ok(())
 }
