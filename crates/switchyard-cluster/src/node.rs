@@ -202,6 +202,9 @@ pub struct ClusterStatus {
     pub last_log_index: u64,
     pub last_applied: u64,
     pub snapshot_index: Option<u64>,
+    /// Log entries up to here are compacted into the snapshot: a node
+    /// further behind catches up by installing the snapshot.
+    pub purged_index: Option<u64>,
     pub members: Vec<MemberStatus>,
     pub pins: u64,
 }
@@ -248,6 +251,7 @@ impl Shared {
             last_log_index: metrics.last_log_index.unwrap_or(0),
             last_applied: metrics.last_applied.map_or(0, |log_id| log_id.index),
             snapshot_index: metrics.snapshot.map(|log_id| log_id.index),
+            purged_index: metrics.purged.map(|log_id| log_id.index),
             members,
             pins: self.pins().pins.as_ref().map_or(0, |table| table.len() as u64),
         }

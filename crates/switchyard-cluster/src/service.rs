@@ -110,6 +110,7 @@ fn status_to_proto(status: ClusterStatus) -> proto::StatusReply {
         last_log_index: status.last_log_index,
         last_applied: status.last_applied,
         snapshot_index: status.snapshot_index.unwrap_or(0),
+        purged_index: status.purged_index.map_or(0, |index| index + 1),
         members: status
             .members
             .into_iter()
@@ -133,6 +134,7 @@ pub(crate) fn status_from_proto(reply: proto::StatusReply) -> ClusterStatus {
         last_log_index: reply.last_log_index,
         last_applied: reply.last_applied,
         snapshot_index: (reply.snapshot_index != 0).then_some(reply.snapshot_index),
+        purged_index: reply.purged_index.checked_sub(1),
         members: reply
             .members
             .into_iter()

@@ -62,6 +62,23 @@ impl Config {
         validate::validate(raw, env)
     }
 
+    /// Parses YAML layers, each over the ones before it, and validates the
+    /// result. Mappings merge key by key, recursively; any other value
+    /// (lists included) replaces the one below. This lets a node's file say
+    /// only what differs from a shared base: its listen address, its
+    /// cluster id and peers.
+    pub fn from_layers(layers: &[&str], env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let mut merged = serde_yaml_ng::Value::Null;
+        for text in layers {
+            let layer: serde_yaml_ng::Value =
+                serde_yaml_ng::from_str(text).map_err(|err| ConfigError::Parse(err.to_string()))?;
+            merge(&mut merged, layer);
+        }
+        let raw: raw::RawConfig =
+            serde_yaml_ng::from_value(merged).map_err(|err| ConfigError::Parse(err.to_string()))?;
+        validate::validate(raw, env)
+    }
+
     /// Reads, parses and validates a config file.
     pub fn from_file(
         path: &std::path::Path,
@@ -77,5 +94,63 @@ impl Config {
     /// The embedded single-node default with four preset routers.
     pub fn embedded_default(env: &HashMap<String, String>) -> Result<Config, ConfigError> {
         Config::from_yaml(DEFAULT_CONFIG_YAML, env)
+    }
+}
+
+/// Lays `top` over `base` (see [`Config::from_layers`]).
+fn merge(base: &mut serde_yaml_ng::Value, top: serde_yaml_ng::Value) {
+    use serde_yaml_ng::Value;
+    match (base, top) {
+        (Value::Mapping(base), Value::Mapping(top)) => {
+            for (key, value) in top {
+                match base.get_mut(&key) {
+                    Some(slot) => merge(slot, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        // An empty layer (a file of comments) changes nothing.
+        (_, Value::Null) => {}
+        (base, top) => *base = top,
+    }
+}
+
+#[cfg(test)]
+mod layer_tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+    use super::*;
+
+    #[test]
+    fn a_layer_overrides_keys_and_keeps_the_rest_of_the_base() {
+        let node = "server: { listen: 127.0.0.1:8082 }\ncluster: { node_id: 2, peers: [{ id: 1, raft: 127.0.0.1:9081, http: 127.0.0.1:8081 }, { id: 2, raft: 127.0.0.1:9082, http: 127.0.0.1:8082 }] }\n";
+        let config = Config::from_layers(&[DEFAULT_CONFIG_YAML, node, "# nothing\n"], &HashMap::new()).unwrap();
+        assert_eq!(config.server.listen.port(), 8082);
+        assert_eq!(config.server.max_body_bytes, 8_388_608, "kept from the base");
+        assert_eq!(config.routers.len(), 4, "kept from the base");
+        assert_eq!(config.cluster.node_id, 2);
+        assert_eq!(config.cluster.peers.len(), 2);
+        assert!(!config.cluster.bootstrap, "node 1 has the smallest id: it bootstraps");
+    }
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        let cases = [
+            ("cluster: { node_id: 3, peers: [{ id: 1, raft: a:1, http: a:2 }] }", "must include this node"),
+            ("cluster: { peers: [{ id: 1, raft: a:1, http: a:2 }, { id: 1, raft: b:1, http: b:2 }] }", "listed twice"),
+            ("cluster: { heartbeat_ms: 500, election_timeout_min_ms: 400 }", "must exceed cluster.heartbeat_ms"),
+            ("cluster: { election_timeout_min_ms: 900, election_timeout_max_ms: 800 }", "must exceed cluster.election_timeout_min_ms"),
+            ("cluster: { listen: nowhere }", "is not an address"),
+            ("cluster: { admin_token_env: NO_SUCH_VAR }", "is not set"),
+        ];
+        for (layer, expected) in cases {
+            let err = Config::from_layers(&[DEFAULT_CONFIG_YAML, layer], &HashMap::new()).unwrap_err();
+            assert!(err.to_string().contains(expected), "{layer}: {err}");
+        }
+        let lone = Config::embedded_default(&HashMap::new()).unwrap();
+        assert!(lone.cluster.bootstrap, "a lone node forms its own cluster");
+        assert_eq!(lone.cluster.node_id, 1);
     }
 }

@@ -30,6 +30,11 @@ enum Command {
         /// YAML config file; the embedded single-node default without it.
         #[arg(long, env = "SWITCHYARD_CONFIG")]
         config: Option<PathBuf>,
+        /// YAML laid over the config (the embedded default without
+        /// `--config`), key by key; repeatable. A cluster node's file holds
+        /// only its own settings: `--overlay cluster/local/node-1.yaml`.
+        #[arg(long)]
+        overlay: Vec<PathBuf>,
         /// Override `server.listen` (e.g. 0.0.0.0:8080).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
@@ -195,14 +200,21 @@ async fn shutdown_signal() {
 
 async fn serve(
     config_path: Option<PathBuf>,
+    overlays: &[PathBuf],
     listen: Option<std::net::SocketAddr>,
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let env = switchyard_node::process_env();
-    let mut config = match &config_path {
-        Some(path) => Config::from_file(path, &env)?,
-        None => Config::embedded_default(&env)?,
-    };
+    let read = |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()));
+    let mut layers = vec![match &config_path {
+        Some(path) => read(path)?,
+        None => switchyard_config::DEFAULT_CONFIG_YAML.to_owned(),
+    }];
+    for overlay in overlays {
+        layers.push(read(overlay)?);
+    }
+    let layers: Vec<&str> = layers.iter().map(String::as_str).collect();
+    let mut config = Config::from_layers(&layers, &env)?;
     if let Some(listen) = listen {
         config.server.listen = listen;
     }
@@ -210,8 +222,8 @@ async fn serve(
         config.server.data_dir = data_dir;
     }
     match &config_path {
-        Some(path) => tracing::info!(config = %path.display(), "config loaded"),
-        None => tracing::info!("no --config given: using the embedded default config"),
+        Some(path) => tracing::info!(config = %path.display(), overlays = overlays.len(), "config loaded"),
+        None => tracing::info!(overlays = overlays.len(), "no --config given: using the embedded default config"),
     }
     switchyard_node::run(config, shutdown_signal()).await?;
     Ok(())
@@ -319,10 +331,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve {
             config,
+            overlay,
             listen,
             data_dir,
             ..
-        } => serve(config, listen, data_dir).await,
+        } => serve(config, &overlay, listen, data_dir).await,
         Command::Eval {
             dataset,
             classifier,
