@@ -32,8 +32,14 @@ pub enum AffinityMsg {
         model: String,
         reply: RpcReplyPort<Result<Pin, AffinityError>>,
     },
-    /// Move a session's pin to the model that served after a failover.
-    Repin { key: PinKey, model: String },
+    /// Move a session's pin to the model that served after a failover; the
+    /// reply comes once the move is written, so the session's next turn
+    /// sees it.
+    Repin {
+        key: PinKey,
+        model: String,
+        reply: RpcReplyPort<Result<(), AffinityError>>,
+    },
     /// Drop expired pins (sent by the store's own timer).
     Purge,
     /// Number of pins held.
@@ -103,12 +109,10 @@ impl<B: AffinityBackend + std::fmt::Debug> Actor for AffinityStoreActor<B> {
                     let _ = reply.send(backend.set_if_absent(key, pin, now).await);
                 });
             }
-            AffinityMsg::Repin { key, model } => {
+            AffinityMsg::Repin { key, model, reply } => {
                 let backend = state.backend.clone();
                 tokio::spawn(async move {
-                    if let Err(err) = backend.repin(key, model, now).await {
-                        tracing::warn!(error = %err, "could not move a session pin");
-                    }
+                    let _ = reply.send(backend.repin(key, model, now).await);
                 });
             }
             AffinityMsg::Purge => {
@@ -161,12 +165,18 @@ pub async fn pin_served(
     match previous {
         Some(pin) if pin.model == model => Ok(pin.clone()),
         Some(pin) => {
-            store
-                .cast(AffinityMsg::Repin {
-                    key,
-                    model: model.clone(),
-                })
-                .map_err(|err| AffinityError::Unavailable(err.to_string()))?;
+            unwrap_call(
+                store
+                    .call(
+                        |reply| AffinityMsg::Repin {
+                            key,
+                            model: model.clone(),
+                            reply,
+                        },
+                        None,
+                    )
+                    .await,
+            )?;
             Ok(Pin {
                 model,
                 ..pin.clone()

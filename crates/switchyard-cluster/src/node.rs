@@ -134,7 +134,9 @@ impl ClusterNode {
         let server = tonic::transport::Server::builder()
             .add_service(proto::raft_server::RaftServer::new(RaftService::new(Arc::clone(&shared))))
             .add_service(proto::cluster_server::ClusterServer::new(ClusterService::new(Arc::clone(&shared))))
-            .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), async move {
+            // No Nagle: a forwarded write is one small request and one small
+            // reply, which Nagle plus delayed ACKs held back 40 ms.
+            .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             });
         let server = tokio::spawn(async move {

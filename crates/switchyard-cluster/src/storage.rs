@@ -409,3 +409,71 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::*;
+
+    /// A fresh store in a temporary directory, kept alive by the guard.
+    struct Fresh;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Fresh {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+            let dir = tempfile::tempdir().unwrap();
+            let db = open(&dir.path().join("raft.redb")).unwrap();
+            Ok((dir, LogStore::new(Arc::clone(&db)), StateMachine::open(db, 100).unwrap()))
+        }
+    }
+
+    /// openraft's own conformance suite for log stores and state machines:
+    /// vote, append, truncate, purge, log state, apply, snapshots.
+    #[test]
+    fn passes_the_openraft_storage_suite() {
+        Suite::test_all(Fresh).unwrap();
+    }
+
+    #[tokio::test]
+    async fn vote_log_and_snapshot_survive_a_reopen() {
+        use switchyard_affinity::{Pin, PinKey};
+        use crate::types::Command;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        let vote = Vote::new(3, 2);
+        let t0 = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        let key = PinKey {
+            router: "eng".to_owned(),
+            session: "s".to_owned(),
+        };
+        {
+            let db = open(&path).unwrap();
+            let mut log = LogStore::new(Arc::clone(&db));
+            log.save_vote(&vote).await.unwrap();
+            let mut machine = StateMachine::open(db, 100).unwrap();
+            let entry = Entry {
+                log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(3, 2), 1),
+                payload: EntryPayload::Normal(Command::SetIfAbsent {
+                    key: key.clone(),
+                    pin: Pin {
+                        route: "debugging".to_owned(),
+                        model: "m1".to_owned(),
+                        expires_at: t0 + std::time::Duration::from_secs(60),
+                    },
+                    now: t0,
+                }),
+            };
+            machine.apply([entry]).await.unwrap();
+            machine.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        }
+        let db = open(&path).unwrap();
+        let mut log = LogStore::new(Arc::clone(&db));
+        assert_eq!(log.read_vote().await.unwrap(), Some(vote));
+        let machine = StateMachine::open(db, 100).unwrap();
+        assert_eq!(machine.read().pins.as_ref().unwrap().get(&key, t0).unwrap().model, "m1");
+        assert_eq!(machine.read().last_applied.map(|id| id.index), Some(1));
+    }
+}

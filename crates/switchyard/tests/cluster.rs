@@ -433,5 +433,18 @@ async fn pins_survive_leader_loss_restarts_and_membership_changes() {
         cluster.assert_pins(id, &pins).await;
     }
     println!("{} pins checked on every node after a full-cluster restart", pins.len());
+
+    // The leader's metrics: role, members, and the pins written through it.
+    let leader_node = cluster.nodes.iter().find(|node| node.id == leader).unwrap();
+    cluster.chat(leader, "metrics-check", ASKS[2]).await.unwrap();
+    let metrics = cluster.client.get(leader_node.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for line in [
+        "switchyard_cluster_is_leader 1",
+        &format!("switchyard_cluster_leader {leader}"),
+        "switchyard_cluster_members{voter=\"true\"} 3",
+        "switchyard_pin_writes_total{result=\"written\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing `{line}` in\n{metrics}");
+    }
     upstream.shutdown().await;
 }
