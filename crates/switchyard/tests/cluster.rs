@@ -400,6 +400,22 @@ async fn pins_survive_leader_loss_restarts_and_membership_changes() {
     let joined = cluster.status(4).await.unwrap();
     assert!(joined["snapshot_index"].as_u64().unwrap() >= purged, "node 4 installed the snapshot: {joined}");
 
+    // A follower dies (SIGKILL); pins keep being written and read; it
+    // comes back and catches up.
+    let follower = [1, 3].into_iter().find(|id| *id != leader).unwrap();
+    cluster.node(follower).kill();
+    let others: Vec<u64> = four.iter().copied().filter(|id| *id != follower).collect();
+    for i in 0..10 {
+        let session = format!("follower-down-{i}");
+        let model = cluster.chat(others[i % others.len()], &session, ASKS[i % 3]).await.unwrap();
+        pins.insert(session, model);
+    }
+    cluster.assert_pins(4, &pins).await;
+    cluster.start(follower);
+    let leader = cluster.wait_for_leader(&four).await;
+    cluster.wait_caught_up(&four, leader).await;
+    cluster.assert_pins(follower, &pins).await;
+
     // Remove node 2 (asked of node 3: forwarded to the leader), then stop it.
     let removed: Value = cluster
         .client
