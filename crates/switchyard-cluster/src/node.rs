@@ -23,9 +23,14 @@ use crate::service::{RaftService, ClusterService};
 use crate::storage::{self, LogStore, StateData, StateMachine};
 use crate::types::{Command, CommandResponse, Member, NodeId, Raft};
 
-/// How long a pin write keeps retrying while the cluster elects a leader.
-/// Past it the write fails and the request is served unpinned.
-pub const WRITE_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a pin write keeps retrying while the cluster elects a leader
+/// (about 1.5 s with the default timeouts). Past it the write fails and the
+/// request is answered unpinned: a cluster that lost its quorum delays a
+/// session's first turn by this much, never fails it.
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(3);
+/// How long a read that missed locally waits for the leader's confirmation
+/// before the local miss stands.
+pub const READ_DEADLINE: Duration = Duration::from_secs(1);
 /// How long a membership change may take (the new node catches up first).
 pub const MEMBERSHIP_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -344,6 +349,12 @@ impl Shared {
     /// A session's pin after every committed write: read here on the
     /// leader once it confirmed its leadership, or asked of the leader.
     pub async fn linearizable_pin(&self, key: &PinKey, now: SystemTime) -> Result<Option<Pin>, ClusterError> {
+        tokio::time::timeout(READ_DEADLINE, self.linearizable_pin_now(key, now))
+            .await
+            .map_err(|_| ClusterError::NoLeader)?
+    }
+
+    async fn linearizable_pin_now(&self, key: &PinKey, now: SystemTime) -> Result<Option<Pin>, ClusterError> {
         match self.raft.ensure_linearizable().await {
             Ok(_) => Ok(self.local_pin(key, now)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {

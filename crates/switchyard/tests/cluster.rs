@@ -462,5 +462,18 @@ async fn pins_survive_leader_loss_restarts_and_membership_changes() {
     ] {
         assert!(metrics.lines().any(|l| l == line), "missing `{line}` in\n{metrics}");
     }
+
+    // Quorum lost (two of three stopped): the survivor still serves. Known
+    // sessions keep their model from its local state; a new session is
+    // answered, unpinned, once the bounded pin write gives up.
+    let survivor = rest[0];
+    for id in &rest[1..] {
+        cluster.node(*id).stop();
+    }
+    let (session, model) = pins.iter().next().unwrap();
+    assert_eq!(&cluster.chat(survivor, session, "still there?").await.unwrap(), model);
+    let started = Instant::now();
+    cluster.chat(survivor, "no-quorum", ASKS[0]).await.unwrap();
+    println!("without a quorum, a new session was answered (unpinned) in {:?}", started.elapsed());
     upstream.shutdown().await;
 }
