@@ -161,6 +161,11 @@ impl PinTable {
         self.pins.len()
     }
 
+    /// Changes the bound; the next write evicts down to it.
+    pub fn set_max_sessions(&mut self, max_sessions: usize) {
+        self.max_sessions = max_sessions.max(1);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.pins.is_empty()
     }

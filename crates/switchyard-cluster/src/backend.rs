@@ -46,7 +46,12 @@ impl AffinityBackend for ReplicatedStore {
     async fn set_if_absent(&self, key: PinKey, pin: Pin, now: SystemTime) -> Result<Pin, AffinityError> {
         match self
             .shared
-            .write(Command::SetIfAbsent { key, pin, now })
+            .write(Command::SetIfAbsent {
+                key,
+                pin,
+                now,
+                max_sessions: self.shared.max_sessions as u64,
+            })
             .await
             .map_err(backend_error)?
         {

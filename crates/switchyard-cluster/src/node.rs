@@ -52,8 +52,8 @@ pub struct ClusterSettings {
     pub bootstrap: bool,
     /// The raft database lives at `<data_dir>/raft.redb`.
     pub data_dir: PathBuf,
-    /// Bound of the pin table (`affinity.max_sessions`): keep it the same
-    /// on every node, so eviction agrees.
+    /// Bound of the pin table (`affinity.max_sessions`), carried in every
+    /// pin write so that replicas evict alike.
     pub max_sessions: usize,
     pub heartbeat: Duration,
     pub election_timeout: (Duration, Duration),
@@ -65,6 +65,7 @@ pub struct ClusterSettings {
 /// Everything the server, the store backend and the admin API share.
 pub struct Shared {
     pub(crate) id: NodeId,
+    pub(crate) max_sessions: usize,
     pub(crate) raft: Raft,
     pub(crate) state: Arc<RwLock<StateData>>,
 }
@@ -132,6 +133,7 @@ impl ClusterNode {
         let raft_addr = settings.advertise.clone().unwrap_or_else(|| bound.to_string());
         let shared = Arc::new(Shared {
             id: settings.node_id,
+            max_sessions: settings.max_sessions,
             raft,
             state,
         });

@@ -49,11 +49,17 @@ pub(crate) fn pin_from_proto(pin: proto::Pin) -> Pin {
 pub(crate) fn write_request(command: &Command) -> proto::WriteRequest {
     use proto::write_request::Command as Wire;
     let (now, wire) = match command {
-        Command::SetIfAbsent { key, pin, now } => (
+        Command::SetIfAbsent {
+            key,
+            pin,
+            now,
+            max_sessions,
+        } => (
             now,
             Wire::SetIfAbsent(proto::SetIfAbsent {
                 key: Some(key_to_proto(key)),
                 pin: Some(pin_to_proto(pin)),
+                max_sessions: *max_sessions,
             }),
         ),
         Command::Repin { key, model, now } => (
@@ -79,6 +85,7 @@ fn command_from_proto(request: proto::WriteRequest) -> Result<Command, Status> {
             key: key_from_proto(set.key)?,
             pin: pin_from_proto(set.pin.ok_or_else(|| Status::invalid_argument("missing pin"))?),
             now,
+            max_sessions: set.max_sessions.max(1),
         }),
         Some(Wire::Repin(repin)) => Ok(Command::Repin {
             key: key_from_proto(repin.key)?,

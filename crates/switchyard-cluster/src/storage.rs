@@ -464,6 +464,7 @@ mod tests {
                         expires_at: t0 + std::time::Duration::from_secs(60),
                     },
                     now: t0,
+                    max_sessions: 100,
                 }),
             };
             machine.apply([entry]).await.unwrap();

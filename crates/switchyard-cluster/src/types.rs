@@ -31,8 +31,15 @@ impl fmt::Display for Member {
 /// every replica decides expiry the same way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// Pin a session unless it has a live pin.
-    SetIfAbsent { key: PinKey, pin: Pin, now: SystemTime },
+    /// Pin a session unless it has a live pin. `max_sessions` is the
+    /// proposer's bound (`affinity.max_sessions`): carried in the entry, so
+    /// every replica evicts the same pins whatever its own config says.
+    SetIfAbsent {
+        key: PinKey,
+        pin: Pin,
+        now: SystemTime,
+        max_sessions: u64,
+    },
     /// Move a live pin to another model (after a failover).
     Repin { key: PinKey, model: String, now: SystemTime },
     /// Drop every pin expired at `now`.
@@ -55,7 +62,13 @@ pub enum CommandResponse {
 /// function of the table and the command.
 pub fn apply(table: &mut PinTable, command: &Command) -> CommandResponse {
     match command {
-        Command::SetIfAbsent { key, pin, now } => {
+        Command::SetIfAbsent {
+            key,
+            pin,
+            now,
+            max_sessions,
+        } => {
+            table.set_max_sessions(usize::try_from(*max_sessions).unwrap_or(usize::MAX));
             CommandResponse::Pin(table.set_if_absent(key.clone(), pin.clone(), *now))
         }
         Command::Repin { key, model, now } => CommandResponse::Count(u64::from(table.repin(key, model.clone(), *now))),
@@ -100,11 +113,11 @@ mod tests {
             expires_at: t0 + Duration::from_secs(60),
         };
         let log = [
-            Command::SetIfAbsent { key: key("s"), pin: pin("a"), now: t0 },
+            Command::SetIfAbsent { key: key("s"), pin: pin("a"), now: t0, max_sessions: 10 },
             // A racing first turn from another node loses.
-            Command::SetIfAbsent { key: key("s"), pin: pin("b"), now: t0 },
+            Command::SetIfAbsent { key: key("s"), pin: pin("b"), now: t0, max_sessions: 10 },
             Command::Repin { key: key("s"), model: "c".to_owned(), now: t0 },
-            Command::SetIfAbsent { key: key("gone"), pin: pin("a"), now: t0 },
+            Command::SetIfAbsent { key: key("gone"), pin: pin("a"), now: t0, max_sessions: 10 },
             Command::Purge { now: t0 + Duration::from_secs(61) },
         ];
         let run = || {
@@ -118,5 +131,32 @@ mod tests {
         assert_eq!(results[4], CommandResponse::Count(2));
         assert_eq!(pinned, None, "purged at t0 + 61 s, as the entry says");
         assert_eq!(run(), (results, pinned));
+    }
+
+    #[test]
+    fn the_bound_in_the_entry_decides_eviction_on_every_replica() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let log: Vec<Command> = (0..3)
+            .map(|i| Command::SetIfAbsent {
+                key: key(&format!("s{i}")),
+                pin: Pin {
+                    route: "t".to_owned(),
+                    model: "a".to_owned(),
+                    expires_at: t0 + Duration::from_secs(60 + i),
+                },
+                now: t0,
+                max_sessions: 2,
+            })
+            .collect();
+        // Two replicas configured differently still hold the same pins.
+        let held = |local_bound: usize| {
+            let mut table = PinTable::new(local_bound);
+            for command in &log {
+                apply(&mut table, command);
+            }
+            (0..3).map(|i| table.get(&key(&format!("s{i}")), t0).is_some()).collect::<Vec<_>>()
+        };
+        assert_eq!(held(1_000), vec![false, true, true]);
+        assert_eq!(held(1_000), held(5));
     }
 }
