@@ -17,20 +17,10 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::proto::RaftPayload;
 use crate::proto::raft_client::RaftClient;
-use crate::types::{Member, NodeId, TypeConfig};
+use crate::types::{Member, NodeId, TypeConfig, decode, encode};
 
 /// How long a connection attempt to a peer may take: peers are on a LAN.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|err| err.to_string())
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .map(|(value, _)| value)
-        .map_err(|err| err.to_string())
-}
 
 /// A lazily connecting channel to `addr` (`host:port`).
 pub(crate) fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {

@@ -9,10 +9,9 @@ use switchyard_affinity::{Pin, PinKey};
 use tonic::{Request, Response, Status};
 
 use crate::ClusterError;
-use crate::network::{decode, encode};
 use crate::node::{ClusterStatus, MemberStatus, Shared, from_unix_ms, unix_ms};
 use crate::proto;
-use crate::types::{Command, CommandResponse, Member, NodeId, TypeConfig};
+use crate::types::{Command, CommandResponse, Member, NodeId, TypeConfig, decode, encode};
 
 pub(crate) fn key_to_proto(key: &PinKey) -> proto::PinKey {
     proto::PinKey {

@@ -20,12 +20,12 @@ use openraft::{
     StoredMembership, Vote,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use switchyard_affinity::PinTable;
 
 use crate::ClusterError;
-use crate::types::{CommandResponse, Entry, LogId, Member, NodeId, StorageError, TypeConfig, apply};
+use crate::types::{CommandResponse, Entry, decode, encode, LogId, Member, NodeId, StorageError, TypeConfig, apply};
 
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -33,16 +33,6 @@ const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
 const SNAPSHOT: &str = "snapshot";
-
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|err| err.to_string())
-}
-
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .map(|(value, _)| value)
-        .map_err(|err| err.to_string())
-}
 
 /// Wraps any failure as openraft's storage error of the given kind.
 fn failed(kind: fn(AnyError) -> StorageIOError<NodeId>) -> impl Fn(String) -> StorageError {

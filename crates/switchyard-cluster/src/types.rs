@@ -58,6 +58,18 @@ pub enum CommandResponse {
     Count(u64),
 }
 
+/// The one encoding of what goes on disk (log entries, vote, snapshots)
+/// and inside raft RPC payloads: bincode over serde.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|err| err.to_string())
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(value, _)| value)
+        .map_err(|err| err.to_string())
+}
+
 /// Applies one command to the pins: the whole state machine logic, a pure
 /// function of the table and the command.
 pub fn apply(table: &mut PinTable, command: &Command) -> CommandResponse {

@@ -152,11 +152,11 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
     tasks.push(task);
     // A single node is a cluster of one: the same replicated store, so
     // pins survive a restart and a node can later grow into a cluster.
-    let http_addr = listener.local_addr().map_err(|source| NodeError::Bind {
+    let addr = listener.local_addr().map_err(|source| NodeError::Bind {
         addr: config.server.listen,
         source,
     })?;
-    let cluster = ClusterNode::start(cluster_settings(&config, http_addr)).await?;
+    let cluster = ClusterNode::start(cluster_settings(&config, addr)).await?;
     tasks.push(tokio::spawn(publish_cluster_gauges(cluster.shared(), metrics.clone())));
     let (affinity, task) = Actor::spawn(
         None,
@@ -196,10 +196,6 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
         cluster: cluster.shared(),
         admin_token: config.cluster.admin_token.clone(),
     });
-    let addr = listener.local_addr().map_err(|source| NodeError::Bind {
-        addr: config.server.listen,
-        source,
-    })?;
     let (ingress, task) = Actor::spawn(
         None,
         IngressActor,
