@@ -200,6 +200,13 @@ impl ClusterNode {
     }
 }
 
+/// `step`, given up (as no leader) at `deadline`.
+async fn within<T>(deadline: Instant, step: impl Future<Output = T>) -> Result<T, ClusterError> {
+    tokio::time::timeout_at(deadline.into(), step)
+        .await
+        .map_err(|_| ClusterError::NoLeader)
+}
+
 /// The cluster as one node sees it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ClusterStatus {
@@ -315,14 +322,17 @@ impl Shared {
     /// until [`WRITE_DEADLINE`].
     pub async fn write(&self, command: Command) -> Result<CommandResponse, ClusterError> {
         let deadline = Instant::now() + WRITE_DEADLINE;
+        // Every step is bounded by what is left of the deadline: a leader
+        // that lost its quorum accepts a proposal and never commits it, and
+        // a forwarded write to such a leader never returns either.
         let mut pause = Duration::from_millis(10);
         loop {
-            let leader = match self.propose_local(command.clone()).await? {
+            let leader = match within(deadline, self.propose_local(command.clone())).await?? {
                 Ok(response) => return Ok(response),
                 Err(leader) => leader,
             };
             if let Some(leader) = leader.filter(|leader| *leader != self.id) {
-                match self.forward_write(leader, &command).await {
+                match within(deadline, self.forward_write(leader, &command)).await? {
                     Ok(Some(response)) => return Ok(response),
                     Ok(None) => {}
                     Err(err) => tracing::debug!(leader, error = %err, "forwarding a pin write failed; retrying"),
