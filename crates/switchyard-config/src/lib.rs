@@ -19,10 +19,12 @@ pub mod raw;
 mod validate;
 
 pub use model::{
-    AffinityConfig, ClassifierConfig, ClusterConfig, Config, PeerConfig, DemoMode, DispatchConfig, EncoderBackend, Model,
-    Price, Provider,
-    ProviderKind, Router, Secret, SelectionPolicy, ServerConfig, Task,
+    AffinityConfig, ClassifierConfig, ClusterConfig, Config, DemoMode, DispatchConfig, EncoderBackend, HealthConfig,
+    LatencySource, Model, PeerConfig, Price, PricingConfig, Provider, ProviderKind, Router, Secret, SelectionPolicy,
+    ServerConfig, SignalsConfig, Task,
 };
+
+pub use validate::DEFAULT_LATENCY_QUERY;
 
 use std::collections::HashMap;
 

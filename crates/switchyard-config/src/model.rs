@@ -63,25 +63,7 @@ pub struct Provider {
     pub demo: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Price {
-    /// USD per million tokens.
-    PerToken { input: f64, output: f64 },
-    /// USD per hour of capacity; no per-request cost.
-    Hourly { usd_per_hour: f64 },
-}
-
-impl Price {
-    /// USD cost of a response with these token counts; zero for hourly capacity.
-    pub fn cost_usd(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
-        match *self {
-            Price::PerToken { input, output } => {
-                (prompt_tokens as f64 * input + completion_tokens as f64 * output) / 1_000_000.0
-            }
-            Price::Hourly { .. } => 0.0,
-        }
-    }
-}
+pub use switchyard_types::Price;
 
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -162,6 +144,51 @@ pub struct ClassifierConfig {
 pub struct AffinityConfig {
     pub ttl: Duration,
     pub max_sessions: usize,
+    /// Highest price ratio (new / pinned model) a pinned session may move
+    /// to when it must leave its model; `None`: no cap.
+    pub switch_budget: Option<f64>,
+}
+
+/// Where prices come from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PricingConfig {
+    /// `None`: the static prices of `models`.
+    pub url: Option<String>,
+    pub refresh: Duration,
+    pub timeout: Duration,
+}
+
+/// Where the `fastest` policy's time to first token comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LatencySource {
+    /// Measured from this node's own traffic.
+    Internal,
+    /// An instant PromQL query against a Prometheus server's HTTP API.
+    Prometheus {
+        url: String,
+        query: String,
+        model_label: String,
+        refresh: Duration,
+        timeout: Duration,
+    },
+}
+
+/// When a failing model is cooled down.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HealthConfig {
+    /// 0: never.
+    pub failures: u32,
+    pub window: Duration,
+    pub cooldown: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SignalsConfig {
+    pub pricing: PricingConfig,
+    pub latency: LatencySource,
+    pub health: HealthConfig,
+    /// Model id savings are measured against.
+    pub baseline_model: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +236,7 @@ pub struct Config {
     pub affinity: AffinityConfig,
     pub dispatch: DispatchConfig,
     pub cluster: ClusterConfig,
+    pub signals: SignalsConfig,
     /// Model id or alias → index in `models`.
     pub(crate) model_names: HashMap<String, usize>,
 }

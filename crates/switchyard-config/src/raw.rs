@@ -30,6 +30,8 @@ pub struct RawConfig {
     pub dispatch: RawDispatch,
     #[serde(default)]
     pub cluster: RawCluster,
+    #[serde(default)]
+    pub signals: RawSignals,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -138,6 +140,11 @@ pub struct RawAffinity {
     pub ttl_secs: Option<u64>,
     /// Most sessions held at once; the oldest expire first beyond it.
     pub max_sessions: Option<usize>,
+    /// Routing budget: a pinned session that has to leave its model (it
+    /// failed, or is cooling down) may move only to a model at most this
+    /// many times as expensive (input + output per million tokens). Unset:
+    /// no cap.
+    pub switch_budget: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,4 +196,60 @@ pub struct RawPeer {
     pub raft: String,
     /// Its public HTTP address.
     pub http: String,
+}
+
+/// Live inputs of ranking and cost accounting.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSignals {
+    #[serde(default)]
+    pub pricing: RawPricing,
+    #[serde(default)]
+    pub latency: RawLatency,
+    #[serde(default)]
+    pub health: RawHealth,
+    /// Model whose prices the savings are measured against: what the same
+    /// tokens would have cost there.
+    pub baseline_model: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPricing {
+    /// A URL returning prices as JSON (Switchyard's shape or the models.dev
+    /// catalogue); unset: the static prices of `models`.
+    pub url: Option<String>,
+    /// Seconds between fetches (fractions allowed); 300 by default.
+    pub refresh_secs: Option<f64>,
+    /// Per fetch, 10000 by default.
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLatency {
+    /// `internal` (default: measured from this node's traffic) or `prometheus`.
+    pub source: Option<String>,
+    /// The Prometheus server, e.g. `http://127.0.0.1:9090` (`prometheus` only).
+    pub url: Option<String>,
+    /// An instant PromQL query returning seconds per model (`prometheus` only).
+    pub query: Option<String>,
+    /// The label holding the model id; `model` by default.
+    pub model_label: Option<String>,
+    /// Seconds between queries (fractions allowed); 15 by default.
+    pub refresh_secs: Option<f64>,
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    /// Failures within `window_secs` that start a cooldown; 5 by default,
+    /// 0 turns cooldowns off.
+    pub failures: Option<u32>,
+    /// 60 by default.
+    pub window_secs: Option<u64>,
+    /// How long a failing model is ranked last before it is probed again;
+    /// 30 by default.
+    pub cooldown_secs: Option<u64>,
 }

@@ -9,9 +9,9 @@ use switchyard_types::OTHER_ROUTE;
 
 use crate::ConfigError;
 use crate::model::{
-    AffinityConfig, ClassifierConfig, ClusterConfig, Config, PeerConfig, DemoMode, DispatchConfig, EncoderBackend, Model,
-    Price, Provider,
-    ProviderKind, Router, Secret, SelectionPolicy, ServerConfig, Task,
+    AffinityConfig, ClassifierConfig, ClusterConfig, Config, DemoMode, DispatchConfig, EncoderBackend, HealthConfig,
+    LatencySource, Model, PeerConfig, Price, PricingConfig, Provider, ProviderKind, Router, Secret, SelectionPolicy,
+    ServerConfig, SignalsConfig, Task,
 };
 use crate::raw::{RawConfig, RawModel, RawPrice, RawProvider, RawRouter};
 
@@ -66,6 +66,16 @@ pub(crate) fn validate(
             DEFAULT_MAX_SESSIONS as u64,
             "affinity.max_sessions",
         )? as usize,
+        switch_budget: match raw.affinity.switch_budget {
+            None => None,
+            Some(ratio) if ratio.is_finite() && ratio >= 1.0 => Some(ratio),
+            Some(_) => {
+                return Err(ConfigError::invalid(
+                    "affinity.switch_budget",
+                    "must be a ratio of at least 1 (1.5: at most 50% more expensive)",
+                ));
+            }
+        },
     };
     let dispatch = DispatchConfig {
         connect_timeout: Duration::from_millis(positive(
@@ -91,6 +101,7 @@ pub(crate) fn validate(
         ));
     }
     let cluster = cluster(&raw, env)?;
+    let signals = signals(&raw, &model_names, &models)?;
     Ok(Config {
         server,
         prices_as_of: raw.prices_as_of,
@@ -102,7 +113,88 @@ pub(crate) fn validate(
         affinity,
         dispatch,
         cluster,
+        signals,
         model_names,
+    })
+}
+
+/// PromQL used when `signals.latency.query` is unset: the median time to
+/// first token per model over the last five minutes, from the histogram
+/// every node exports.
+pub const DEFAULT_LATENCY_QUERY: &str =
+    "histogram_quantile(0.5, sum by (model, le) (rate(switchyard_ttft_seconds_bucket[5m])))";
+
+fn seconds(value: Option<f64>, default: f64, place: &str) -> Result<Duration, ConfigError> {
+    let value = value.unwrap_or(default);
+    if !(value.is_finite() && value > 0.0 && value <= 86_400.0) {
+        return Err(ConfigError::invalid(place, "must be a number of seconds above 0 and at most 86400"));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+fn http_url(value: &str, place: &str) -> Result<String, ConfigError> {
+    if !(value.starts_with("http://") || value.starts_with("https://")) {
+        return Err(ConfigError::invalid(place, "must be an http:// or https:// URL"));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+fn signals(raw: &RawConfig, names: &HashMap<String, usize>, models: &[Model]) -> Result<SignalsConfig, ConfigError> {
+    let s = &raw.signals;
+    let pricing = PricingConfig {
+        url: s.pricing.url.as_deref().map(|url| http_url(url, "signals.pricing.url")).transpose()?,
+        refresh: seconds(s.pricing.refresh_secs, 300.0, "signals.pricing.refresh_secs")?,
+        timeout: Duration::from_millis(positive(s.pricing.timeout_ms, 10_000, "signals.pricing.timeout_ms")?),
+    };
+    let latency = match s.latency.source.as_deref() {
+        None | Some("internal") => {
+            if s.latency.url.is_some() || s.latency.query.is_some() {
+                return Err(ConfigError::invalid(
+                    "signals.latency",
+                    "`url` and `query` need `source: prometheus`",
+                ));
+            }
+            LatencySource::Internal
+        }
+        Some("prometheus") => LatencySource::Prometheus {
+            url: http_url(
+                s.latency.url.as_deref().ok_or_else(|| {
+                    ConfigError::invalid("signals.latency.url", "is required with `source: prometheus`")
+                })?,
+                "signals.latency.url",
+            )?,
+            query: s.latency.query.clone().unwrap_or_else(|| DEFAULT_LATENCY_QUERY.to_owned()),
+            model_label: s.latency.model_label.clone().unwrap_or_else(|| "model".to_owned()),
+            refresh: seconds(s.latency.refresh_secs, 15.0, "signals.latency.refresh_secs")?,
+            timeout: Duration::from_millis(positive(s.latency.timeout_ms, 5_000, "signals.latency.timeout_ms")?),
+        },
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "signals.latency.source",
+                format!("unknown value `{other}`; expected internal or prometheus"),
+            ));
+        }
+    };
+    let health = HealthConfig {
+        failures: s.health.failures.unwrap_or(5),
+        window: Duration::from_secs(positive(s.health.window_secs, 60, "signals.health.window_secs")?),
+        cooldown: Duration::from_secs(positive(s.health.cooldown_secs, 30, "signals.health.cooldown_secs")?),
+    };
+    let baseline_model = match &s.baseline_model {
+        None => None,
+        Some(name) => {
+            let model = names
+                .get(name)
+                .and_then(|&index| models.get(index))
+                .ok_or_else(|| ConfigError::invalid("signals.baseline_model", format!("unknown model `{name}`")))?;
+            Some(model.id.clone())
+        }
+    };
+    Ok(SignalsConfig {
+        pricing,
+        latency,
+        health,
+        baseline_model,
     })
 }
 

@@ -17,7 +17,9 @@ use switchyard_types::{ChatRequest, DispatchOutcome, OTHER_ROUTE, Outcome};
 
 use crate::error::IngressError;
 use crate::pipeline::{Pipeline, Plan};
-use crate::{AFFINITY_HEADER, AFFINITY_STATUS_HEADER, DEMO_HEADER, ROUTE_HEADER, ROUTER_HEADER};
+use crate::{
+    AFFINITY_HEADER, AFFINITY_STATUS_HEADER, COST_HEADER, DEMO_HEADER, ROUTE_HEADER, ROUTER_HEADER, SAVINGS_HEADER,
+};
 
 /// Longest session id accepted in `X-Model-Affinity`.
 const MAX_SESSION_LEN: usize = 256;
@@ -125,6 +127,7 @@ async fn chat_completions(
                 served_by_fallback: false,
                 attempts,
                 usage: None,
+                cost: None,
                 ttft: None,
                 total: plan.decision_time,
             });
@@ -146,20 +149,25 @@ async fn respond(pipeline: &Arc<Pipeline>, plan: &Plan, served: Served) -> Respo
         route: plan.route.clone(),
         model: Some(served.model.clone()),
         outcome,
-        served_by_fallback: plan.router().is_some() && plan.candidates.is_fallback(served.index),
+        served_by_fallback: plan.is_fallback_model(&pipeline.config, &served.model),
         attempts: served.attempts,
         usage: None,
+        cost: None,
         ttft: Some(served.ttft),
         total: served.ttft,
     };
+    let baseline = pipeline.config.signals.baseline_model.as_deref();
+    let mut cost = None;
     let mut response = match served.body {
         ServedBody::Json {
             value,
             usage,
             total,
         } => {
+            cost = usage.and_then(|usage| pipeline.signals.load().cost(&served.model, usage, baseline));
             pipeline.report(DispatchOutcome {
                 usage,
+                cost,
                 total,
                 ..report
             });
@@ -167,6 +175,8 @@ async fn respond(pipeline: &Arc<Pipeline>, plan: &Plan, served: Served) -> Respo
         }
         ServedBody::Stream(relay) => {
             let reporter = Arc::clone(pipeline);
+            let model = served.model.clone();
+            let baseline = baseline.map(str::to_owned);
             tokio::spawn(async move {
                 // Sent once the stream ends, however it ends.
                 if let Ok(summary) = relay.summary.await {
@@ -175,8 +185,12 @@ async fn respond(pipeline: &Arc<Pipeline>, plan: &Plan, served: Served) -> Respo
                     } else {
                         report.outcome
                     };
+                    let cost = summary
+                        .usage
+                        .and_then(|usage| reporter.signals.load().cost(&model, usage, baseline.as_deref()));
                     reporter.report(DispatchOutcome {
                         usage: summary.usage,
+                        cost,
                         total: summary.total,
                         outcome,
                         ..report
@@ -196,8 +210,22 @@ async fn respond(pipeline: &Arc<Pipeline>, plan: &Plan, served: Served) -> Respo
             response
         }
     };
-    decorate(response.headers_mut(), pipeline, plan, Some(&served.model));
+    let headers = response.headers_mut();
+    if let Some(cost) = cost {
+        if let Ok(value) = HeaderValue::from_str(&usd(cost.usd)) {
+            headers.insert(COST_HEADER, value);
+        }
+        if let Some(Ok(value)) = cost.savings_usd().map(|savings| HeaderValue::from_str(&usd(savings))) {
+            headers.insert(SAVINGS_HEADER, value);
+        }
+    }
+    decorate(headers, pipeline, plan, Some(&served.model));
     response
+}
+
+/// USD with enough places for a one-token response on a cheap model.
+fn usd(value: f64) -> String {
+    format!("{value:.8}")
 }
 
 /// Adds the router's response headers.
@@ -239,12 +267,32 @@ async fn route_only(
         .flat_map(|decision| decision.scores.iter())
         .map(|(route, score)| (route.clone(), json!(score)))
         .collect();
+    let signals = pipeline.signals.load();
+    let model = plan.candidates.models.first();
+    let price = model.and_then(|id| signals.price(id));
+    let baseline = pipeline.config.signals.baseline_model.as_deref();
+    // What the chosen model saves against the baseline, per token: the
+    // request's own cost is known only once it has been served.
+    let savings = baseline.and_then(|baseline| {
+        let base = signals.price(baseline)?;
+        let (per_million, base_per_million) = (price?.per_million()?, base.per_million()?);
+        Some(json!({
+            "baseline_model": baseline,
+            "baseline_price": price_json(&base),
+            "fraction": if base_per_million > 0.0 { 1.0 - per_million / base_per_million } else { 0.0 },
+        }))
+    });
     let body = json!({
         "router": plan.router(),
         "route": plan.router().map(|_| plan.route.clone()),
-        "model": plan.candidates.models.first(),
+        "model": model,
         "candidates": plan.candidates.models,
         "fallback_from": plan.candidates.fallback_from,
+        "cooling": plan.candidates.cooling,
+        "over_budget": plan.candidates.over_budget,
+        "price": price.as_ref().map(price_json),
+        "prices_as_of": signals.price_origin.as_of,
+        "savings": savings,
         "scores": scores,
         "classifier": plan.decision.as_ref().map(|d| d.classifier.clone()),
         "affinity": plan.affinity.as_str(),
@@ -269,6 +317,8 @@ fn price_json(price: &Price) -> Value {
 /// every model with its provider, price and availability.
 async fn list_models(State(pipeline): State<AppState>) -> Json<Value> {
     let config = &pipeline.config;
+    let signals = pipeline.signals.load();
+    let now = std::time::Instant::now();
     let routers = config.routers.iter().map(|router| {
         json!({
             "id": format!("router:{}", router.name),
@@ -305,8 +355,12 @@ async fn list_models(State(pipeline): State<AppState>) -> Json<Value> {
                 "provider": model.provider,
                 "upstream": model.upstream,
                 "aliases": model.aliases,
-                "price": price_json(&model.price),
-                "prices_as_of": config.prices_as_of,
+                "price": price_json(&signals.price(&model.id).unwrap_or(model.price)),
+                "price_source": signals.price_origin.source,
+                "prices_as_of": signals.price_origin.as_of,
+                "prices_refreshed_at": signals.price_origin.refreshed_at,
+                "latency": signals.latency.get(&model.id),
+                "cooling": signals.cooling(&model.id, now),
                 "available": provider.is_some_and(|p| p.available || p.demo),
                 "demo": demo,
             }

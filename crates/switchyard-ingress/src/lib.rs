@@ -33,3 +33,10 @@ pub const ROUTER_HEADER: &str = "x-model-router-router";
 pub const AFFINITY_STATUS_HEADER: &str = "x-model-router-affinity";
 /// Response header present (`true`) when a built-in demo upstream answered.
 pub const DEMO_HEADER: &str = "x-model-router-demo";
+/// Response header with the cost in USD of a non-streaming response, from
+/// its usage at the prices in force (a stream's usage is known only at its
+/// end, after the headers: it is counted in the metrics).
+pub const COST_HEADER: &str = "x-model-router-cost-usd";
+/// Response header with what the same tokens would have cost on the
+/// configured baseline model minus the cost (with `signals.baseline_model`).
+pub const SAVINGS_HEADER: &str = "x-model-router-savings-usd";

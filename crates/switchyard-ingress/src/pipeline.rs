@@ -14,7 +14,8 @@ use switchyard_dispatch::Dispatcher;
 use switchyard_metrics::MetricsMsg;
 use switchyard_ranker::RankerMsg;
 use switchyard_types::{
-    AffinityStatus, ChatRequest, Conversation, DispatchOutcome, RankedCandidates, RouteDecision,
+    AffinityStatus, ChatRequest, Conversation, DispatchOutcome, OTHER_ROUTE, RankedCandidates, RouteDecision,
+    SharedSignals,
 };
 use tokio::time::Instant;
 
@@ -33,6 +34,9 @@ pub struct Pipeline {
     pub affinity: ActorRef<AffinityMsg>,
     pub metrics: ActorRef<MetricsMsg>,
     pub dispatcher: Dispatcher,
+    /// Prices in force, latency and cooldowns (published by the metrics
+    /// collector): read for cost headers and `/v1/route`, `/v1/models`.
+    pub signals: SharedSignals,
     /// This node's cluster membership: status and admin endpoints.
     pub cluster: Arc<switchyard_cluster::Shared>,
     /// Bearer token required by the cluster admin endpoints; without one,
@@ -72,6 +76,17 @@ impl Plan {
             Target::Model(_) => None,
         }
     }
+
+    /// Whether `model` serves this request from the router's fallback pool
+    /// rather than as one of the task's own candidates.
+    pub fn is_fallback_model(&self, config: &Config, model: &str) -> bool {
+        let Some(router) = self.router().and_then(|name| config.router(name)) else {
+            return false;
+        };
+        let own = self.route != OTHER_ROUTE
+            && router.task(&self.route).is_some_and(|task| task.models.iter().any(|m| m == model));
+        !own && router.fallback_models.iter().any(|m| m == model)
+    }
 }
 
 impl Pipeline {
@@ -105,6 +120,7 @@ impl Pipeline {
                     candidates: RankedCandidates {
                         models: vec![id.clone()],
                         fallback_from: 1,
+                        ..RankedCandidates::default()
                     },
                     affinity: AffinityStatus::None,
                     session: None,
@@ -145,10 +161,8 @@ impl Pipeline {
             status: affinity,
         });
 
-        let mut candidates = switchyard_ranker::rank(&self.ranker, &router, &route).await?;
-        if let Some(pin) = &pin {
-            put_first(&mut candidates, &pin.model);
-        }
+        let pinned = pin.as_ref().map(|pin| pin.model.as_str());
+        let candidates = switchyard_ranker::rank(&self.ranker, &router, &route, pinned).await?;
         if candidates.models.is_empty() {
             return Err(IngressError::NoCandidates(format!(
                 "every model of route `{route}` of router `{router}` belongs to a provider without a key"
@@ -219,49 +233,5 @@ impl Pipeline {
 
     pub fn report(&self, outcome: DispatchOutcome) {
         let _ = self.metrics.cast(MetricsMsg::Outcome(Box::new(outcome)));
-    }
-}
-
-/// Moves (or inserts) the pinned model to the front, so the session keeps
-/// its model and the rest of the ranking stays as failover.
-fn put_first(candidates: &mut RankedCandidates, model: &str) {
-    match candidates.models.iter().position(|m| m == model) {
-        Some(0) => {}
-        Some(index) => {
-            let pinned = candidates.models.remove(index);
-            candidates.models.insert(0, pinned);
-            if index >= candidates.fallback_from {
-                candidates.fallback_from += 1;
-            }
-        }
-        None => {
-            candidates.models.insert(0, model.to_owned());
-            candidates.fallback_from += 1;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ranked(models: &[&str], fallback_from: usize) -> RankedCandidates {
-        RankedCandidates {
-            models: models.iter().map(|m| (*m).to_owned()).collect(),
-            fallback_from,
-        }
-    }
-
-    #[test]
-    fn pinned_model_goes_first_and_the_rest_keeps_its_order() {
-        let mut candidates = ranked(&["a", "b", "c", "f"], 3);
-        put_first(&mut candidates, "c");
-        assert_eq!(candidates, ranked(&["c", "a", "b", "f"], 3));
-        let mut candidates = ranked(&["a", "b", "f"], 2);
-        put_first(&mut candidates, "f");
-        assert_eq!(candidates, ranked(&["f", "a", "b"], 3));
-        let mut candidates = ranked(&["a", "b"], 2);
-        put_first(&mut candidates, "z");
-        assert_eq!(candidates, ranked(&["z", "a", "b"], 3));
     }
 }

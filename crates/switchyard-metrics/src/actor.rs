@@ -1,16 +1,33 @@
-//! The `MetricsCollector` actor: the single writer of metrics and latency
-//! estimates. Reporters cast and move on; nothing on the request path waits
-//! for it except a `/metrics` scrape.
+//! The `MetricsCollector` actor: the single writer of metrics and of the
+//! live signals the ranker reads (prices in force, latency, cooldowns).
+//! Reporters cast and move on; nothing on the request path waits for it
+//! except a `/metrics` scrape.
+//!
+//! Pollers for the pricing URL and for Prometheus run as tasks of the
+//! collector and send it what they fetched; the collector merges it and
+//! swaps a new snapshot in whole.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use switchyard_config::Config;
-use switchyard_types::{AffinityStatus, DispatchOutcome, RouteDecision, SharedLatency};
+use switchyard_config::{Config, LatencySource, Price};
+use switchyard_types::{
+    AffinityStatus, DispatchOutcome, ModelLatency, Outcome, PriceOrigin, RouteDecision, SharedSignals, Signals,
+};
+use tokio::task::JoinHandle;
 
 use crate::MetricsError;
+use crate::health::{HealthTracker, counts_against_health};
 use crate::latency::LatencyTracker;
+use crate::pricing::{PriceUpdate, display_url};
 use crate::registry::{ClusterGauges, Metrics};
+
+/// `source` label of the pricing URL's refreshes.
+pub const PRICING: &str = "pricing";
+/// `source` label of the Prometheus latency refreshes.
+pub const PROMETHEUS: &str = "prometheus";
 
 /// Messages the collector accepts.
 #[derive(Debug)]
@@ -18,36 +35,155 @@ pub enum MetricsMsg {
     /// A classifier decision (route, match or `other`, decision time).
     Decision(Box<RouteDecision>),
     /// A session-pin lookup on a router.
-    Affinity {
-        router: String,
-        status: AffinityStatus,
-    },
-    /// A finished dispatch: outcome, tokens, cost, latency, failed attempts.
+    Affinity { router: String, status: AffinityStatus },
+    /// A finished dispatch: outcome, tokens, cost, latency, failed
+    /// attempts. Feeds the latency estimates and the models' health.
     Outcome(Box<DispatchOutcome>),
     /// A session-pin write and how long it took.
     PinWrite { result: &'static str, seconds: f64 },
     /// This node's view of the cluster changed.
     Cluster(ClusterGauges),
+    /// The pricing poller read new prices.
+    Prices(PriceUpdate),
+    /// The Prometheus poller read time to first token per model.
+    PrometheusLatency(HashMap<String, Duration>),
+    /// A poller's fetch failed; the last good values stay in force.
+    RefreshFailed { source: &'static str, error: String },
+    /// A cooldown may have ended (sent to itself when one starts).
+    CooldownOver,
     /// The Prometheus text exposition, for `GET /metrics`.
-    Render {
-        reply: RpcReplyPort<Result<String, String>>,
-    },
+    Render { reply: RpcReplyPort<Result<String, String>> },
 }
 
 /// What the collector starts with.
 #[derive(Debug, Clone)]
 pub struct MetricsArgs {
-    /// Prices for cost accounting.
+    /// Prices, signal sources and health settings.
     pub config: Arc<Config>,
-    /// Where the time-to-first-token estimates are published for the ranker.
-    pub latency: SharedLatency,
+    /// Where the signals are published for the ranker (start it with
+    /// [`initial_signals`]).
+    pub signals: SharedSignals,
+}
+
+/// The signals before any measurement or refresh: the configured prices.
+pub fn initial_signals(config: &Config) -> Signals {
+    Signals {
+        prices: Arc::new(config.models.iter().map(|model| (model.id.clone(), model.price)).collect()),
+        price_origin: Arc::new(PriceOrigin {
+            source: "config".to_owned(),
+            as_of: config.prices_as_of.clone(),
+            refreshed_at: None,
+        }),
+        latency: Arc::default(),
+        cooldowns: Arc::default(),
+    }
 }
 
 #[derive(Debug)]
 pub struct MetricsState {
     metrics: Metrics,
-    latency: LatencyTracker,
     config: Arc<Config>,
+    latency: LatencyTracker,
+    /// This node's measurements, by model (kept current per outcome).
+    measured: HashMap<String, ModelLatency>,
+    /// The last good Prometheus values, by model.
+    prometheus: HashMap<String, Duration>,
+    health: HealthTracker,
+    /// What is published now; each part is replaced as it changes.
+    current: Signals,
+    shared: SharedSignals,
+    pollers: Vec<JoinHandle<()>>,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl MetricsState {
+    fn publish(&self) {
+        self.shared.store(Arc::new(self.current.clone()));
+    }
+
+    /// The latency the ranker sees: this node's measurements, or, with a
+    /// Prometheus source, its values (with local percentiles beside them).
+    fn latency_view(&self) -> HashMap<String, ModelLatency> {
+        match self.config.signals.latency {
+            LatencySource::Internal => self.measured.clone(),
+            LatencySource::Prometheus { .. } => self
+                .prometheus
+                .iter()
+                .map(|(model, ttft)| {
+                    let local = self.measured.get(model).copied().unwrap_or_default();
+                    (model.clone(), ModelLatency { ttft: *ttft, ..local })
+                })
+                .collect(),
+        }
+    }
+
+    fn publish_latency(&mut self) {
+        let view = self.latency_view();
+        for (model, latency) in &view {
+            self.metrics.record_ttft_estimate(model, latency.ttft.as_secs_f64());
+        }
+        self.current.latency = Arc::new(view);
+        self.publish();
+    }
+
+    fn record_health(&mut self, outcome: &DispatchOutcome, myself: &ActorRef<MetricsMsg>) -> bool {
+        let now = Instant::now();
+        let mut changed = false;
+        let failed = outcome
+            .attempts
+            .iter()
+            .filter(|attempt| counts_against_health(&attempt.failure))
+            .map(|attempt| attempt.model.as_str());
+        let broken = outcome.model.as_deref().filter(|_| outcome.outcome == Outcome::StreamBroken);
+        for model in failed.chain(broken) {
+            if let Some(until) = self.health.failure(model, now) {
+                tracing::warn!(
+                    model,
+                    cooldown_secs = self.config.signals.health.cooldown.as_secs(),
+                    "model keeps failing; ranked last until its cooldown ends"
+                );
+                self.metrics.record_cooling(model, true);
+                myself.send_after(until.saturating_duration_since(now), || MetricsMsg::CooldownOver);
+                changed = true;
+            }
+        }
+        if let Some(model) = outcome.model.as_deref().filter(|_| outcome.outcome != Outcome::StreamBroken) {
+            self.health.success(model, now);
+        }
+        if changed {
+            self.current.cooldowns = Arc::new(self.health.cooldowns());
+        }
+        changed
+    }
+
+    fn apply_prices(&mut self, update: PriceUpdate) {
+        let mut prices: HashMap<String, Price> = (*self.current.prices).clone();
+        let mut changed = 0;
+        for (model, price) in update.prices {
+            self.metrics.record_price(&model, price);
+            if prices.insert(model, price) != Some(price) {
+                changed += 1;
+            }
+        }
+        if changed > 0 {
+            tracing::info!(changed, unpriced = update.unpriced.len(), "prices refreshed");
+        }
+        if !update.unpriced.is_empty() {
+            tracing::debug!(models = ?update.unpriced, "the pricing URL does not price these models; they keep their price");
+        }
+        let at = unix_now();
+        self.metrics.record_refresh(PRICING, true, at);
+        self.current.prices = Arc::new(prices);
+        self.current.price_origin = Arc::new(PriceOrigin {
+            source: self.config.signals.pricing.url.as_deref().map_or_else(|| "config".to_owned(), display_url),
+            as_of: update.as_of.or_else(|| self.config.prices_as_of.clone()),
+            refreshed_at: Some(at as u64),
+        });
+        self.publish();
+    }
 }
 
 #[derive(Debug, Default)]
@@ -58,37 +194,88 @@ impl Actor for MetricsCollector {
     type State = MetricsState;
     type Arguments = MetricsArgs;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<MetricsMsg>,
-        args: MetricsArgs,
-    ) -> Result<MetricsState, ActorProcessingErr> {
-        Ok(MetricsState {
-            metrics: Metrics::new(),
-            latency: LatencyTracker::new(args.latency),
+    async fn pre_start(&self, myself: ActorRef<MetricsMsg>, args: MetricsArgs) -> Result<MetricsState, ActorProcessingErr> {
+        let metrics = Metrics::new();
+        let current = initial_signals(&args.config);
+        for (model, price) in current.prices.iter() {
+            metrics.record_price(model, *price);
+        }
+        let mut pollers = Vec::new();
+        if let Some(url) = args.config.signals.pricing.url.clone() {
+            pollers.push(tokio::spawn(crate::pricing::poll(Arc::clone(&args.config), url, myself.clone())));
+        }
+        if matches!(args.config.signals.latency, LatencySource::Prometheus { .. }) {
+            pollers.push(tokio::spawn(crate::prometheus::poll(Arc::clone(&args.config), myself.clone())));
+        }
+        let state = MetricsState {
+            metrics,
+            latency: LatencyTracker::new(),
+            measured: HashMap::new(),
+            prometheus: HashMap::new(),
+            health: HealthTracker::new(args.config.signals.health),
             config: args.config,
-        })
+            current,
+            shared: args.signals,
+            pollers,
+        };
+        state.publish();
+        Ok(state)
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<MetricsMsg>, state: &mut MetricsState) -> Result<(), ActorProcessingErr> {
+        for poller in &state.pollers {
+            poller.abort();
+        }
+        Ok(())
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<MetricsMsg>,
+        myself: ActorRef<MetricsMsg>,
         message: MetricsMsg,
         state: &mut MetricsState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
             MetricsMsg::Decision(decision) => state.metrics.record_decision(&decision),
-            MetricsMsg::Affinity { router, status } => {
-                state.metrics.record_affinity(&router, status);
-            }
+            MetricsMsg::Affinity { router, status } => state.metrics.record_affinity(&router, status),
             MetricsMsg::Outcome(outcome) => {
-                state.metrics.record_outcome(&outcome, &state.config);
+                state.metrics.record_outcome(&outcome);
+                let health_changed = state.record_health(&outcome, &myself);
                 if let (Some(model), Some(ttft)) = (&outcome.model, outcome.ttft) {
-                    state.latency.observe(model, ttft);
+                    state.latency.observe(model, ttft, outcome.total);
+                    if let Some(latency) = state.latency.model(model) {
+                        state.measured.insert(model.clone(), latency);
+                    }
+                    state.publish_latency();
+                } else if health_changed {
+                    state.publish();
                 }
             }
             MetricsMsg::PinWrite { result, seconds } => state.metrics.record_pin_write(result, seconds),
             MetricsMsg::Cluster(gauges) => state.metrics.record_cluster(&gauges),
+            MetricsMsg::Prices(update) => state.apply_prices(update),
+            MetricsMsg::PrometheusLatency(latency) => {
+                state.metrics.record_refresh(PROMETHEUS, true, unix_now());
+                // Models absent from this result (no traffic in the query's
+                // range) keep their last value rather than becoming unmeasured.
+                state.prometheus.extend(latency);
+                state.publish_latency();
+            }
+            MetricsMsg::RefreshFailed { source, error } => {
+                state.metrics.record_refresh(source, false, 0.0);
+                tracing::warn!(source, %error, "signal refresh failed; the last good values stay in force");
+            }
+            MetricsMsg::CooldownOver => {
+                let over = state.health.expire(Instant::now());
+                for model in &over {
+                    tracing::info!(model = %model, "cooldown over; the model is probed again");
+                    state.metrics.record_cooling(model, false);
+                }
+                if !over.is_empty() {
+                    state.current.cooldowns = Arc::new(state.health.cooldowns());
+                    state.publish();
+                }
+            }
             MetricsMsg::Render { reply } => {
                 let _ = reply.send(state.metrics.encode().map_err(|err| err.to_string()));
             }
@@ -99,10 +286,7 @@ impl Actor for MetricsCollector {
 
 /// Asks the collector for the exposition text.
 pub async fn render(collector: &ActorRef<MetricsMsg>) -> Result<String, MetricsError> {
-    match collector
-        .call(|reply| MetricsMsg::Render { reply }, None)
-        .await
-    {
+    match collector.call(|reply| MetricsMsg::Render { reply }, None).await {
         Ok(ractor::rpc::CallResult::Success(Ok(text))) => Ok(text),
         Ok(ractor::rpc::CallResult::Success(Err(err))) => Err(MetricsError::Unavailable(err)),
         Ok(_) => Err(MetricsError::Unavailable("no reply".to_owned())),

@@ -11,8 +11,11 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-use switchyard_config::Config;
+use switchyard_config::Price;
 use switchyard_types::{AffinityStatus, AttemptFailure, DispatchOutcome, RouteDecision};
+
+type FloatCounter = Counter<f64, AtomicU64>;
+type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// The content type of [`Metrics::encode`]'s output.
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -47,6 +50,31 @@ struct FallbackLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
     model: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CostLabels {
+    router: String,
+    route: String,
+    model: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefreshLabels {
+    source: String,
+    result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PriceLabels {
+    model: String,
+    /// `input` or `output` (USD per million tokens), or `hourly`.
+    unit: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -124,7 +152,15 @@ pub struct Metrics {
     fallback_served: Family<FallbackLabels, Counter>,
     failovers: Family<ModelLabels, Counter>,
     tokens: Family<TokenLabels, Counter>,
-    cost_usd: Family<ModelLabels, Counter<f64, AtomicU64>>,
+    cost_usd: Family<CostLabels, FloatCounter>,
+    baseline_cost_usd: Family<CostLabels, FloatCounter>,
+    savings_usd: Family<CostLabels, FloatGauge>,
+    signal_refreshes: Family<RefreshLabels, Counter>,
+    signal_last_success: Family<SourceLabels, FloatGauge>,
+    model_price: Family<PriceLabels, FloatGauge>,
+    ttft_estimate: Family<ModelLabels, FloatGauge>,
+    cooldowns: Family<ModelLabels, Counter>,
+    cooling: Family<ModelLabels, Gauge>,
     ttft: HistogramFamily<ModelLabels>,
     duration: HistogramFamily<ModelLabels>,
     decision_seconds: HistogramFamily<ClassifierLabels>,
@@ -190,8 +226,56 @@ impl Metrics {
         let cost_usd = Family::default();
         registry.register(
             "cost_usd",
-            "Cost in USD of served requests at the configured prices, by model",
+            "Cost in USD of served requests at the prices in force, by router, route and model",
             cost_usd.clone(),
+        );
+        let baseline_cost_usd = Family::default();
+        registry.register(
+            "baseline_cost_usd",
+            "What the same requests' tokens would have cost on the baseline model (signals.baseline_model)",
+            baseline_cost_usd.clone(),
+        );
+        let savings_usd = Family::default();
+        registry.register(
+            "savings_usd",
+            "Baseline cost minus actual cost so far (negative when routing cost more than the baseline)",
+            savings_usd.clone(),
+        );
+        let signal_refreshes = Family::default();
+        registry.register(
+            "signal_refreshes",
+            "Refreshes of live signals by source (pricing, prometheus) and result (ok, error)",
+            signal_refreshes.clone(),
+        );
+        let signal_last_success = Family::default();
+        registry.register(
+            "signal_last_success_timestamp_seconds",
+            "Unix time of the last successful refresh, by source",
+            signal_last_success.clone(),
+        );
+        let model_price = Family::default();
+        registry.register(
+            "model_price_usd",
+            "Price in force per model: unit=input or output (USD per million tokens) or hourly (USD per hour)",
+            model_price.clone(),
+        );
+        let ttft_estimate = Family::default();
+        registry.register(
+            "ttft_estimate_seconds",
+            "Time to first token the fastest policy ranks by, per model",
+            ttft_estimate.clone(),
+        );
+        let cooldowns = Family::default();
+        registry.register(
+            "model_cooldowns",
+            "Cooldowns started: a model failed signals.health.failures times within the window",
+            cooldowns.clone(),
+        );
+        let cooling = Family::default();
+        registry.register(
+            "model_cooling",
+            "1 while a model is cooling down (ranked last), 0 otherwise",
+            cooling.clone(),
         );
         let ttft: HistogramFamily<ModelLabels> = Family::new_with_constructor(latency_histogram);
         registry.register(
@@ -274,6 +358,14 @@ impl Metrics {
             failovers,
             tokens,
             cost_usd,
+            baseline_cost_usd,
+            savings_usd,
+            signal_refreshes,
+            signal_last_success,
+            model_price,
+            ttft_estimate,
+            cooldowns,
+            cooling,
             ttft,
             duration,
             decision_seconds,
@@ -345,8 +437,8 @@ impl Metrics {
         }
     }
 
-    /// Updates every family an outcome touches; `config` supplies prices.
-    pub fn record_outcome(&self, outcome: &DispatchOutcome, config: &Config) {
+    /// Updates every family an outcome touches.
+    pub fn record_outcome(&self, outcome: &DispatchOutcome) {
         let router = outcome.router.clone().unwrap_or_default();
         let model = outcome.model.clone().unwrap_or_default();
         self.requests
@@ -386,7 +478,7 @@ impl Metrics {
         if outcome.served_by_fallback {
             self.fallback_served
                 .get_or_create(&FallbackLabels {
-                    router,
+                    router: router.clone(),
                     route: outcome.route.clone(),
                     model: served_by.clone(),
                 })
@@ -410,13 +502,65 @@ impl Metrics {
                     })
                     .inc_by(count);
             }
-            if let Some(model) = config.model(served_by) {
-                let cost = model
-                    .price
-                    .cost_usd(usage.prompt_tokens, usage.completion_tokens);
-                self.cost_usd.get_or_create(&labels).inc_by(cost);
+        }
+        if let Some(cost) = outcome.cost {
+            let labels = CostLabels {
+                router,
+                route: outcome.route.clone(),
+                model: served_by.clone(),
+            };
+            self.cost_usd.get_or_create(&labels).inc_by(cost.usd);
+            if let (Some(baseline), Some(savings)) = (cost.baseline_usd, cost.savings_usd()) {
+                self.baseline_cost_usd.get_or_create(&labels).inc_by(baseline);
+                self.savings_usd.get_or_create(&labels).inc_by(savings);
             }
         }
+    }
+
+    /// A refresh of a live signal source; `at_unix` is set on success.
+    pub fn record_refresh(&self, source: &str, ok: bool, at_unix: f64) {
+        self.signal_refreshes
+            .get_or_create(&RefreshLabels {
+                source: source.to_owned(),
+                result: if ok { "ok" } else { "error" }.to_owned(),
+            })
+            .inc();
+        if ok {
+            self.signal_last_success
+                .get_or_create(&SourceLabels { source: source.to_owned() })
+                .set(at_unix);
+        }
+    }
+
+    /// The price in force of `model`.
+    pub fn record_price(&self, model: &str, price: Price) {
+        let units = match price {
+            Price::PerToken { input, output } => vec![("input", input), ("output", output)],
+            Price::Hourly { usd_per_hour } => vec![("hourly", usd_per_hour)],
+        };
+        for (unit, value) in units {
+            self.model_price
+                .get_or_create(&PriceLabels {
+                    model: model.to_owned(),
+                    unit: unit.to_owned(),
+                })
+                .set(value);
+        }
+    }
+
+    pub fn record_ttft_estimate(&self, model: &str, seconds: f64) {
+        self.ttft_estimate
+            .get_or_create(&ModelLabels { model: model.to_owned() })
+            .set(seconds);
+    }
+
+    /// A model started (`true`) or ended (`false`) a cooldown.
+    pub fn record_cooling(&self, model: &str, cooling: bool) {
+        let labels = ModelLabels { model: model.to_owned() };
+        if cooling {
+            self.cooldowns.get_or_create(&labels).inc();
+        }
+        self.cooling.get_or_create(&labels).set(i64::from(cooling));
     }
 
     /// The OpenMetrics text exposition of every family.
@@ -429,17 +573,14 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use std::time::Duration;
 
-    use switchyard_types::{Attempt, Outcome, Usage};
+    use switchyard_types::{Attempt, Cost, Outcome, Usage};
 
     use super::*;
 
     #[test]
     fn an_outcome_moves_requests_tokens_cost_and_errors() {
-        let config = Config::embedded_default(&HashMap::new()).unwrap();
         let metrics = Metrics::new();
         metrics.record_outcome(
             &DispatchOutcome {
@@ -456,18 +597,25 @@ mod tests {
                     prompt_tokens: 1_000_000,
                     completion_tokens: 500_000,
                 }),
+                // 1M input at 0.25 + 0.5M output at 2.00 = 1.25 USD; the
+                // baseline would have cost 3.
+                cost: Some(Cost {
+                    usd: 1.25,
+                    baseline_usd: Some(3.0),
+                }),
                 ttft: Some(Duration::from_millis(40)),
                 total: Duration::from_millis(900),
             },
-            &config,
         );
         let text = metrics.encode().unwrap();
         assert!(text.contains(
             r#"switchyard_requests_total{router="writing",route="translation",model="gpt-5-mini",outcome="failed_over"} 1"#
         ), "{text}");
         assert!(text.contains(r#"switchyard_tokens_total{model="gpt-5-mini",direction="input"} 1000000"#));
-        // 1M input at 0.25 + 0.5M output at 2.00 = 1.25 USD
-        assert!(text.contains(r#"switchyard_cost_usd_total{model="gpt-5-mini"} 1.25"#), "{text}");
+        let labels = r#"{router="writing",route="translation",model="gpt-5-mini"}"#;
+        assert!(text.contains(&format!("switchyard_cost_usd_total{labels} 1.25")), "{text}");
+        assert!(text.contains(&format!("switchyard_baseline_cost_usd_total{labels} 3.0")), "{text}");
+        assert!(text.contains(&format!("switchyard_savings_usd{labels} 1.75")), "{text}");
         assert!(text.contains(r#"switchyard_upstream_errors_total{model="gemini-2.5-flash",status="429"} 1"#));
         assert!(text.contains(r#"switchyard_fallback_served_total{router="writing",route="translation",model="gpt-5-mini"} 1"#));
     }

@@ -6,7 +6,7 @@
 //! else in the workspace wires actors together.
 //!
 //! Start order follows the dependencies: metrics collector (publishes the
-//! latency the ranker reads) → ranker → affinity store → classifier pool →
+//! prices, latency and cooldowns the ranker reads) → ranker → affinity store → classifier pool →
 //! ingress. Shutdown runs the other way, ingress first, so requests in
 //! flight finish while every stage they need is still up.
 
@@ -23,10 +23,10 @@ use switchyard_classifier::{ClassifierPool, RouterIndexes};
 use switchyard_config::Config;
 use switchyard_dispatch::Dispatcher;
 use switchyard_ingress::{IngressActor, IngressArgs, IngressMsg, Pipeline};
-use switchyard_metrics::{MetricsArgs, MetricsCollector, MetricsMsg};
+use switchyard_metrics::{MetricsArgs, MetricsCollector, MetricsMsg, initial_signals};
 use switchyard_mock::{MockConfig, MockServer};
 use switchyard_ranker::{RankerActor, RankerArgs, RankerMsg};
-use switchyard_types::empty_latency;
+use switchyard_types::shared_signals;
 use tokio::task::JoinHandle;
 
 /// Why a node could not start or stop cleanly.
@@ -127,13 +127,13 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
         })?;
 
     let mut tasks = Vec::new();
-    let latency = empty_latency();
+    let signals = shared_signals(initial_signals(&config));
     let (metrics, task) = Actor::spawn(
         None,
         MetricsCollector,
         MetricsArgs {
             config: Arc::clone(&config),
-            latency: Arc::clone(&latency),
+            signals: Arc::clone(&signals),
         },
     )
     .await
@@ -144,7 +144,7 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
         RankerActor,
         RankerArgs {
             config: Arc::clone(&config),
-            latency,
+            signals: Arc::clone(&signals),
         },
     )
     .await
@@ -193,6 +193,7 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
         affinity: affinity.clone(),
         metrics: metrics.clone(),
         dispatcher: Dispatcher::new(&config)?,
+        signals,
         cluster: cluster.shared(),
         admin_token: config.cluster.admin_token.clone(),
     });

@@ -1,26 +1,31 @@
 //! The `Ranker` actor: orders a route's candidate models on request.
 //!
 //! It owns the routers of the running configuration and reads the latest
-//! latency snapshot published by the metrics collector, so ranking needs
-//! no round trip to another actor.
+//! signals snapshot (prices, latency, cooldowns) published by the metrics
+//! collector, so ranking needs no round trip to another actor and takes no
+//! lock.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchyard_config::Config;
-use switchyard_types::{RankedCandidates, SharedLatency};
+use switchyard_types::{RankedCandidates, SharedSignals};
 
 use crate::RankerError;
-use crate::policy::rank_route;
+use crate::policy::{RankInputs, rank_route};
 
 /// Messages the ranker accepts.
 #[derive(Debug)]
 pub enum RankerMsg {
     /// Rank the candidates of `route` (a task name or `other`) of `router`:
-    /// the task's models by its policy, then the router's fallbacks.
+    /// the task's models by its policy, then the router's fallbacks, then
+    /// models cooling down. With `pinned` (a session's model), that model
+    /// goes first and the routing budget applies.
     Rank {
         router: String,
         route: String,
+        pinned: Option<String>,
         reply: RpcReplyPort<Result<RankedCandidates, RankerError>>,
     },
 }
@@ -29,8 +34,8 @@ pub enum RankerMsg {
 #[derive(Debug, Clone)]
 pub struct RankerArgs {
     pub config: Arc<Config>,
-    /// Published by the metrics collector; read on every `fastest` ranking.
-    pub latency: SharedLatency,
+    /// Published by the metrics collector; loaded on every ranking.
+    pub signals: SharedSignals,
 }
 
 #[derive(Debug, Default)]
@@ -41,11 +46,7 @@ impl Actor for RankerActor {
     type State = RankerArgs;
     type Arguments = RankerArgs;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<RankerMsg>,
-        args: RankerArgs,
-    ) -> Result<RankerArgs, ActorProcessingErr> {
+    async fn pre_start(&self, _myself: ActorRef<RankerMsg>, args: RankerArgs) -> Result<RankerArgs, ActorProcessingErr> {
         Ok(args)
     }
 
@@ -59,22 +60,36 @@ impl Actor for RankerActor {
             RankerMsg::Rank {
                 router,
                 route,
+                pinned,
                 reply,
             } => {
-                let result = match state.config.router(&router) {
-                    None => Err(RankerError::UnknownRouter(router)),
-                    Some(found) => {
-                        let latency = state.latency.load();
-                        rank_route(&state.config, found, &route, &latency, |id| {
-                            model_usable(&state.config, id)
-                        })
-                    }
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(rank_now(&state.config, &state.signals, &router, &route, pinned.as_deref()));
             }
         }
         Ok(())
     }
+}
+
+/// One ranking against the current snapshot: what the actor does per
+/// message, callable without it (benchmarks, tests).
+pub fn rank_now(
+    config: &Config,
+    signals: &SharedSignals,
+    router: &str,
+    route: &str,
+    pinned: Option<&str>,
+) -> Result<RankedCandidates, RankerError> {
+    let found = config
+        .router(router)
+        .ok_or_else(|| RankerError::UnknownRouter(router.to_owned()))?;
+    let signals = signals.load();
+    let inputs = RankInputs {
+        signals: &signals,
+        now: Instant::now(),
+        pinned,
+        switch_budget: config.affinity.switch_budget,
+    };
+    rank_route(config, found, route, inputs, |id| model_usable(config, id))
 }
 
 /// A model can be tried when its provider is usable (has its key, or is a
@@ -91,13 +106,15 @@ pub async fn rank(
     ranker: &ActorRef<RankerMsg>,
     router: &str,
     route: &str,
+    pinned: Option<&str>,
 ) -> Result<RankedCandidates, RankerError> {
-    let (router, route) = (router.to_owned(), route.to_owned());
+    let (router, route, pinned) = (router.to_owned(), route.to_owned(), pinned.map(str::to_owned));
     let result = ranker
         .call(
             |reply| RankerMsg::Rank {
                 router,
                 route,
+                pinned,
                 reply,
             },
             None,

@@ -7,13 +7,14 @@
 //! # Layout
 //! - [`policy`]: the ranking itself, as pure functions.
 //! - [`actor`]: the `Ranker` actor that ingress asks, holding the routers
-//!   and reading live latency from the metrics collector's snapshot.
+//!   and reading live prices, latency and cooldowns from the metrics
+//!   collector's snapshot.
 
 pub mod actor;
 pub mod policy;
 
-pub use actor::{RankerActor, RankerArgs, RankerMsg, rank};
-pub use policy::{cheapest, fastest, manual, rank_route};
+pub use actor::{RankerActor, RankerArgs, RankerMsg, rank, rank_now};
+pub use policy::{RankInputs, cheapest, fastest, manual, put_first, rank_route};
 
 /// Why no ranking could be made.
 #[derive(Debug, thiserror::Error)]

@@ -54,19 +54,20 @@ impl AffinityStatus {
 }
 
 /// Models in the order dispatch must try them: the task's candidates ranked
-/// by its policy, then the router's fallback models.
+/// by its policy, then the router's fallback models, then models cooling
+/// down after repeated failures.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RankedCandidates {
     /// Model ids, best first; no duplicates.
     pub models: Vec<String>,
-    /// Index in `models` where the fallback pool starts (== len when none).
+    /// Index in `models` past the task's own healthy candidates, where the
+    /// fallback pool starts (== len when none).
     pub fallback_from: usize,
-}
-
-impl RankedCandidates {
-    pub fn is_fallback(&self, index: usize) -> bool {
-        index >= self.fallback_from
-    }
+    /// Of `models`, those cooling down; they come last.
+    pub cooling: Vec<String>,
+    /// Models left out by the routing budget (a pinned session may not move
+    /// to them).
+    pub over_budget: Vec<String>,
 }
 
 /// Token counts reported by the upstream that served a request.
@@ -74,6 +75,22 @@ impl RankedCandidates {
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+}
+
+/// The cost of one response, at the prices in force when it finished.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Cost {
+    pub usd: f64,
+    /// What the same tokens would have cost on the configured baseline
+    /// model (`None` without one).
+    pub baseline_usd: Option<f64>,
+}
+
+impl Cost {
+    /// Baseline minus actual: positive when routing saved money.
+    pub fn savings_usd(&self) -> Option<f64> {
+        self.baseline_usd.map(|baseline| baseline - self.usd)
+    }
 }
 
 /// Why one attempt at one model did not serve the request.
@@ -154,6 +171,8 @@ pub struct DispatchOutcome {
     /// Models that failed before the one that served (or all, on 502).
     pub attempts: Vec<Attempt>,
     pub usage: Option<Usage>,
+    /// What the usage cost at the price in force, and at the baseline's.
+    pub cost: Option<Cost>,
     /// Time to first byte of the serving upstream's body.
     #[serde(skip)]
     pub ttft: Option<Duration>,

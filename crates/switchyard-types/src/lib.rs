@@ -10,6 +10,7 @@
 //! - [`conversation`]: the text view of a request that classifiers read.
 //! - [`decision`]: what each stage decides (`RouteDecision`, `RankedCandidates`,
 //!   `DispatchOutcome`).
+//! - [`signals`]: prices, latency and cooldowns, the live inputs of ranking.
 
 pub mod chat;
 pub mod conversation;
@@ -18,8 +19,8 @@ pub mod signals;
 
 pub use chat::{ChatMessage, ChatRequest, RequestError, Role};
 pub use conversation::{Conversation, Turn};
-pub use signals::{LatencySnapshot, SharedLatency, empty_latency};
+pub use signals::{ModelLatency, Price, PriceOrigin, SharedSignals, Signals, shared_signals};
 pub use decision::{
-    AffinityStatus, Attempt, AttemptFailure, DispatchOutcome, OTHER_ROUTE, Outcome,
+    AffinityStatus, Attempt, AttemptFailure, Cost, DispatchOutcome, OTHER_ROUTE, Outcome,
     RankedCandidates, RouteDecision, Usage,
 };
