@@ -112,7 +112,7 @@ async fn metrics_count_requests_tokens_cost_and_latency() {
     let output = sample(&metrics, r#"switchyard_tokens_total{model="cheap",direction="output"}"#).unwrap();
     assert_eq!(output, 36.0, "12 words per answer");
     assert!(input > 0.0);
-    let cost = sample(&metrics, r#"switchyard_cost_usd_total{model="cheap"}"#).unwrap();
+    let cost = sample(&metrics, r#"switchyard_cost_usd_total{router="eng",route="debugging",model="cheap"}"#).unwrap();
     let expected = (input * 0.1 + output * 0.4) / 1e6;
     assert!((cost - expected).abs() < 1e-12, "cost {cost} expected {expected}");
     assert_eq!(sample(&metrics, r#"switchyard_ttft_seconds_count{model="cheap"}"#), Some(3.0));

@@ -233,3 +233,64 @@ pub async fn sse_events(response: reqwest::Response) -> (Vec<String>, Option<Str
         .collect();
     (events, error)
 }
+
+/// A pricing URL whose answer a test changes: `GET /prices` returns the
+/// current status and body.
+#[derive(Debug)]
+pub struct PriceServer {
+    pub addr: SocketAddr,
+    state: std::sync::Arc<std::sync::Mutex<(u16, String)>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PriceServer {
+    pub async fn start(body: &str) -> PriceServer {
+        use axum::extract::State;
+        use axum::http::StatusCode;
+        type Shared = (std::sync::Arc<std::sync::Mutex<(u16, String)>>, std::sync::Arc<std::sync::atomic::AtomicUsize>);
+        let state = std::sync::Arc::new(std::sync::Mutex::new((200, body.to_owned())));
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let app = axum::Router::new()
+            .route(
+                "/prices",
+                axum::routing::get(|State((state, fetches)): State<Shared>| async move {
+                    fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let (status, body) = state.lock().unwrap().clone();
+                    (StatusCode::from_u16(status).unwrap(), body)
+                }),
+            )
+            .with_state((state.clone(), fetches.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        PriceServer {
+            addr,
+            state,
+            fetches,
+            task,
+        }
+    }
+
+    /// The URL with a query string standing for a key, which must never
+    /// show in logs, `/v1/models` or metrics.
+    pub fn url(&self) -> String {
+        format!("http://{}/prices?key=sk-pricing-SECRET", self.addr)
+    }
+
+    pub fn set(&self, status: u16, body: &str) {
+        *self.state.lock().unwrap() = (status, body.to_owned());
+    }
+
+    pub fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for PriceServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

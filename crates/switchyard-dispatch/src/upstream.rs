@@ -122,6 +122,7 @@ routers: []
         RankedCandidates {
             models: models.iter().map(|m| (*m).to_owned()).collect(),
             fallback_from: 2,
+            ..RankedCandidates::default()
         }
     }
 

@@ -182,8 +182,14 @@ pub fn parse_prices(body: &[u8], config: &Config) -> Result<PriceUpdate, Metrics
 /// since a query string or user info may carry a key.
 pub fn display_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
-        Ok(parsed) => format!("{}://{}{}", parsed.scheme(), parsed.host_str().unwrap_or(""), parsed.path())
-            .replace("://:", "://"),
+        Ok(mut parsed) => {
+            // Both setters fail only for URLs that cannot have credentials.
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.to_string()
+        }
         Err(_) => "(invalid URL)".to_owned(),
     }
 }
@@ -307,8 +313,8 @@ routers:
     #[test]
     fn urls_are_shown_without_query_or_credentials() {
         assert_eq!(
-            display_url("https://user:pw@prices.example.com/v1/prices?key=sk-123"),
-            "https://prices.example.com/v1/prices"
+            display_url("https://user:pw@prices.example.com:8443/v1/prices?key=sk-123#x"),
+            "https://prices.example.com:8443/v1/prices"
         );
     }
 }
