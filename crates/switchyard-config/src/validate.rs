@@ -657,7 +657,9 @@ fn classifier(raw: &RawConfig) -> Result<ClassifierConfig, ConfigError> {
 mod tests {
     use std::collections::HashMap;
 
-    use crate::{Config, ConfigError, DemoMode, Price, SelectionPolicy};
+    use std::time::Duration;
+
+    use crate::{Config, ConfigError, DEFAULT_LATENCY_QUERY, DemoMode, LatencySource, Price, SelectionPolicy};
 
     const VALID: &str = r#"
 providers:
@@ -681,6 +683,48 @@ routers:
 
     fn refusal(yaml: &str) -> String {
         load(yaml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn signals_default_to_static_prices_internal_latency_and_cooldowns() {
+        let config = load(VALID).unwrap();
+        assert_eq!(config.signals.pricing.url, None);
+        assert_eq!(config.signals.latency, LatencySource::Internal);
+        assert_eq!(config.signals.health.failures, 5);
+        assert_eq!(config.signals.health.cooldown, Duration::from_secs(30));
+        assert_eq!(config.affinity.switch_budget, None);
+        let yaml = format!(
+            "{VALID}signals:\n  pricing: {{ url: \"https://prices.example/p?key=1\", refresh_secs: 0.5 }}\n  latency: {{ source: prometheus, url: \"http://prom:9090/\" }}\n  baseline_model: alpha\naffinity: {{ switch_budget: 1.5 }}\n"
+        );
+        let config = load(&yaml).unwrap();
+        assert_eq!(config.signals.pricing.refresh, Duration::from_millis(500));
+        assert_eq!(config.signals.baseline_model.as_deref(), Some("a"), "an alias resolves to the id");
+        assert_eq!(config.affinity.switch_budget, Some(1.5));
+        match &config.signals.latency {
+            LatencySource::Prometheus { url, query, model_label, .. } => {
+                assert_eq!(url, "http://prom:9090");
+                assert_eq!(query, DEFAULT_LATENCY_QUERY);
+                assert_eq!(model_label, "model");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_signals_are_refused_with_their_place() {
+        for (extra, place) in [
+            ("signals: { latency: { source: graphite } }", "signals.latency.source"),
+            ("signals: { latency: { source: prometheus } }", "signals.latency.url"),
+            ("signals: { latency: { url: \"http://p:9090\" } }", "signals.latency"),
+            ("signals: { pricing: { url: \"ftp://x\" } }", "signals.pricing.url"),
+            ("signals: { pricing: { refresh_secs: 0 } }", "signals.pricing.refresh_secs"),
+            ("signals: { baseline_model: gpt-9 }", "signals.baseline_model"),
+            ("signals: { health: { window_secs: 0 } }", "signals.health.window_secs"),
+            ("affinity: { switch_budget: 0.5 }", "affinity.switch_budget"),
+        ] {
+            let message = refusal(&format!("{VALID}{extra}\n"));
+            assert!(message.contains(place), "{extra}: {message}");
+        }
     }
 
     #[test]
