@@ -181,6 +181,12 @@ async fn responses_carry_their_cost_and_the_savings_against_the_baseline() {
     let counted = sample(&metrics, &format!("switchyard_savings_usd{labels}")).unwrap();
     assert!((counted - (baseline - expected)).abs() < 1e-12, "{counted}");
 
+    // The serving model's latency, measured here, shows in /v1/models.
+    let models = sandbox.get_json("/v1/models").await;
+    let latency = &model_entry(&models, "cheap")["switchyard"]["latency"];
+    assert_eq!(latency["samples"], 1, "{latency}");
+    assert!(latency["ttft_ms"].as_f64().unwrap() >= 0.0 && latency["latency_p95_ms"].is_number(), "{latency}");
+
     let route = sandbox.route(&ask("router:eng", DEBUG), None).await;
     assert_eq!(route["savings"]["baseline_model"], "pricey");
     let fraction = route["savings"]["fraction"].as_f64().unwrap();

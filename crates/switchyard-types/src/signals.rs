@@ -61,17 +61,17 @@ pub struct PriceOrigin {
 pub struct ModelLatency {
     /// The estimate `fastest` ranks by: a decaying average of this node's
     /// measurements, or the Prometheus query's value.
-    #[serde(serialize_with = "millis")]
+    #[serde(rename = "ttft_ms", serialize_with = "millis")]
     pub ttft: Duration,
     /// Percentiles over this node's recent requests (`None` from Prometheus
     /// or before the first sample).
-    #[serde(serialize_with = "opt_millis")]
+    #[serde(rename = "ttft_p50_ms", serialize_with = "opt_millis")]
     pub ttft_p50: Option<Duration>,
-    #[serde(serialize_with = "opt_millis")]
+    #[serde(rename = "ttft_p95_ms", serialize_with = "opt_millis")]
     pub ttft_p95: Option<Duration>,
-    #[serde(serialize_with = "opt_millis")]
+    #[serde(rename = "latency_p50_ms", serialize_with = "opt_millis")]
     pub latency_p50: Option<Duration>,
-    #[serde(serialize_with = "opt_millis")]
+    #[serde(rename = "latency_p95_ms", serialize_with = "opt_millis")]
     pub latency_p95: Option<Duration>,
     /// Requests measured here (0 for a Prometheus value).
     pub samples: u64,
