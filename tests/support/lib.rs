@@ -294,3 +294,30 @@ impl Drop for PriceServer {
         self.task.abort();
     }
 }
+
+/// One provider of each kind (OpenAI, Anthropic, Gemini), all served by the
+/// `{fast}` fake upstream, which speaks the three APIs. Routes: `debugging`
+/// → claude (Anthropic) then gpt; `databases` → gpt (OpenAI) then claude;
+/// `weather` → gem (Gemini) then gpt; fallback gpt.
+pub const PROVIDERS_CONFIG: &str = r#"
+server:
+  listen: 127.0.0.1:0
+  data_dir: "{data_dir}"
+demo: off
+providers:
+  - { name: oa, kind: openai, base_url: "{fast}", api_key_env: TEST_PROVIDER_KEY }
+  - { name: an, kind: anthropic, base_url: "{fast}", api_key_env: TEST_PROVIDER_KEY }
+  - { name: gg, kind: gemini, base_url: "{fast}", api_key_env: TEST_PROVIDER_KEY }
+models:
+  - { id: gpt, provider: oa, upstream: gpt-up, price: { input: 1, output: 2 } }
+  - { id: claude, provider: an, upstream: claude-up, price: { input: 3, output: 15 } }
+  - { id: gem, provider: gg, upstream: gem-up, price: { input: 0.3, output: 2.5 } }
+routers:
+  - name: eng
+    tasks:
+      - { name: debugging, description: "Bugs, errors, exceptions, stack traces and crashes", models: [claude, gpt] }
+      - { name: databases, description: "SQL queries, database schemas and indexes", models: [gpt, claude] }
+      - { name: weather, description: "Weather forecast, temperature and rain for a city", models: [gem, gpt] }
+    fallback_models: [gpt]
+classifier: { kind: lexical, workers: 1 }
+"#;

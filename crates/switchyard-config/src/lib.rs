@@ -20,7 +20,7 @@ mod validate;
 
 pub use model::{
     AffinityConfig, ClassifierConfig, ClusterConfig, Config, DemoMode, DispatchConfig, EncoderBackend, HealthConfig,
-    LatencySource, Model, PeerConfig, Price, PricingConfig, Provider, ProviderKind, Router, Secret, SelectionPolicy,
+    ImplicitSessions, LatencySource, Model, PeerConfig, Price, PricingConfig, Provider, ProviderKind, Router, Secret, SelectionPolicy,
     ServerConfig, SignalsConfig, Task,
 };
 

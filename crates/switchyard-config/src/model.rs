@@ -37,8 +37,14 @@ pub struct ServerConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
-    /// OpenAI's chat-completions API, or any endpoint that speaks it.
+    /// OpenAI's chat-completions API (`{base_url}/chat/completions`), or any
+    /// endpoint that speaks it (vLLM, llama.cpp, Ollama, Together, ...).
     OpenAi,
+    /// Anthropic's Messages API (`{base_url}/messages`, `x-api-key`).
+    Anthropic,
+    /// Google's Gemini API (`{base_url}/models/{model}:generateContent`,
+    /// `x-goog-api-key`).
+    Gemini,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +114,10 @@ pub struct Router {
     pub description: Option<String>,
     pub tasks: Vec<Task>,
     pub fallback_models: Vec<String>,
+    /// Classify on the conversation up to its last user message, so the
+    /// tool-result turns of an agent loop route (and keep the model) as
+    /// the user's turn did. Off: a trailing tool result is read as the turn.
+    pub route_on_user_only: bool,
 }
 
 impl Router {
@@ -140,10 +150,23 @@ pub struct ClassifierConfig {
     pub other_threshold: Option<f32>,
 }
 
+/// When a request without `X-Model-Affinity` gets a session key of its own
+/// (a hash of its system prompt, tool names and first user message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImplicitSessions {
+    /// Only requests that declare tools: agent loops, which re-send the
+    /// same opening turns with every step.
+    Auto,
+    /// Every routed request.
+    Always,
+    Off,
+}
+
 #[derive(Debug, Clone)]
 pub struct AffinityConfig {
     pub ttl: Duration,
     pub max_sessions: usize,
+    pub implicit_sessions: ImplicitSessions,
     /// Highest price ratio (new / pinned model) a pinned session may move
     /// to when it must leave its model; `None`: no cap.
     pub switch_budget: Option<f64>,

@@ -91,6 +91,10 @@ pub struct RawRouter {
     pub tasks: Vec<RawTask>,
     #[serde(default)]
     pub fallback_models: Vec<String>,
+    /// Classify on the conversation up to its last user message (default
+    /// true): an agent's tool-result turns then keep the route, and the
+    /// model, of the user's turn.
+    pub route_on_user_only: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +149,11 @@ pub struct RawAffinity {
     /// many times as expensive (input + output per million tokens). Unset:
     /// no cap.
     pub switch_budget: Option<f64>,
+    /// Requests without `X-Model-Affinity` get a session key hashed from
+    /// their system prompt, tool names and first user message: `auto`
+    /// (default; only requests that declare tools, i.e. agents), `always`,
+    /// or `off`.
+    pub implicit_sessions: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

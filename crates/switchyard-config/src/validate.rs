@@ -10,7 +10,7 @@ use switchyard_types::OTHER_ROUTE;
 use crate::ConfigError;
 use crate::model::{
     AffinityConfig, ClassifierConfig, ClusterConfig, Config, DemoMode, DispatchConfig, EncoderBackend, HealthConfig,
-    LatencySource, Model, PeerConfig, Price, PricingConfig, Provider, ProviderKind, Router, Secret, SelectionPolicy,
+    ImplicitSessions, LatencySource, Model, PeerConfig, Price, PricingConfig, Provider, ProviderKind, Router, Secret, SelectionPolicy,
     ServerConfig, SignalsConfig, Task,
 };
 use crate::raw::{RawConfig, RawModel, RawPrice, RawProvider, RawRouter};
@@ -66,6 +66,17 @@ pub(crate) fn validate(
             DEFAULT_MAX_SESSIONS as u64,
             "affinity.max_sessions",
         )? as usize,
+        implicit_sessions: match raw.affinity.implicit_sessions.as_deref() {
+            None | Some("auto") => ImplicitSessions::Auto,
+            Some("always") => ImplicitSessions::Always,
+            Some("off") => ImplicitSessions::Off,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "affinity.implicit_sessions",
+                    format!("unknown value `{other}`; expected auto, always or off"),
+                ));
+            }
+        },
         switch_budget: match raw.affinity.switch_budget {
             None => None,
             Some(ratio) if ratio.is_finite() && ratio >= 1.0 => Some(ratio),
@@ -367,10 +378,12 @@ fn providers(
         unique(&mut seen, &format!("{place}.name"), &provider.name)?;
         let kind = match provider.kind.as_str() {
             "openai" => ProviderKind::OpenAi,
+            "anthropic" => ProviderKind::Anthropic,
+            "gemini" => ProviderKind::Gemini,
             other => {
                 return Err(ConfigError::invalid(
                     format!("{place}.kind"),
-                    format!("unknown provider kind `{other}`; expected openai"),
+                    format!("unknown provider kind `{other}`; expected openai, anthropic or gemini"),
                 ));
             }
         };
@@ -578,6 +591,7 @@ fn routers(
                 index,
                 true,
             )?,
+            route_on_user_only: router.route_on_user_only.unwrap_or(true),
         });
     }
     Ok(routers)

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use switchyard_types::{Attempt, AttemptFailure, ChatRequest, RankedCandidates, Usage};
 use tokio::time::Instant;
 
+use crate::kinds;
 use crate::stream::{SseRelay, parse_usage, relay};
 use crate::upstream::{Dispatcher, Upstream};
 
@@ -142,10 +143,11 @@ impl Dispatcher {
     ) -> AttemptResult {
         let stream = request.is_stream();
         let (body, swallow_usage) = upstream_body(request, &upstream.upstream_name);
-        let mut builder = self.client.post(&upstream.url).json(&body);
-        if let Some(key) = &upstream.api_key {
-            builder = builder.bearer_auth(key.expose());
-        }
+        let body = match serde_json::to_value(&body) {
+            Ok(body) => kinds::body(upstream, body),
+            Err(err) => return AttemptResult::Failed(broken(&format!("cannot encode the request: {err}"))),
+        };
+        let builder = kinds::authorize(self.client.post(kinds::url(upstream, stream)).json(&body), upstream);
         let started = Instant::now();
         let first_byte_deadline = deadline.min(started + self.timeouts.first_byte_timeout);
         let response = match tokio::time::timeout_at(first_byte_deadline, builder.send()).await {
@@ -165,7 +167,7 @@ impl Dispatcher {
             return AttemptResult::Rejected(status, body);
         }
         if stream {
-            let mut events = eventsource_stream::Eventsource::eventsource(response.bytes_stream());
+            let mut events = kinds::events(upstream, eventsource_stream::Eventsource::eventsource(response.bytes_stream()));
             let first = match tokio::time::timeout_at(first_byte_deadline, events.next()).await {
                 Err(_) => return AttemptResult::Failed(timeout("first byte")),
                 Ok(None) => return AttemptResult::Failed(broken("stream ended before any event")),
@@ -203,7 +205,7 @@ impl Dispatcher {
             }
         }
         let mut value: Value = match serde_json::from_slice(&bytes) {
-            Ok(value) => value,
+            Ok(value) => kinds::response(upstream, value),
             Err(err) => return AttemptResult::Failed(broken(&format!("invalid JSON body: {err}"))),
         };
         if let Some(object) = value.as_object_mut() {

@@ -9,11 +9,15 @@
 //!
 //! # Layout
 //! - [`upstream`]: the endpoints behind each model id, and the pooled client.
+//! - `kinds`: what each provider kind (OpenAI, Anthropic, Gemini) wants on
+//!   the wire, its answers translated to OpenAI chat completions (with
+//!   `switchyard-protocol`), so failover crosses kinds freely.
 //! - [`failover`]: the attempt loop and what counts as worth retrying.
 //! - [`stream`]: relaying an upstream's SSE stream to the client, event by
 //!   event, with the served model's id written into each chunk.
 
 pub mod failover;
+mod kinds;
 pub mod stream;
 pub mod upstream;
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use switchyard_config::{Config, DispatchConfig, Secret};
+use switchyard_config::{Config, DispatchConfig, ProviderKind, Secret};
 
 use crate::DispatchError;
 
@@ -13,8 +13,10 @@ pub struct Upstream {
     pub model: String,
     /// The name the provider knows the model by.
     pub upstream_name: String,
-    /// `{base_url}/chat/completions`.
-    pub url: String,
+    /// The API the provider speaks.
+    pub kind: ProviderKind,
+    /// The provider's base URL (without a trailing `/`).
+    pub base_url: String,
     pub api_key: Option<Secret>,
     /// Set when the provider needs a key the environment lacks: the model
     /// is skipped instead of being sent an unauthenticated request.
@@ -57,7 +59,8 @@ impl Dispatcher {
                 Upstream {
                     model: model.id.clone(),
                     upstream_name: model.upstream.clone(),
-                    url: format!("{}/chat/completions", provider.base_url),
+                    kind: provider.kind,
+                    base_url: provider.base_url.clone(),
                     api_key: provider.api_key.clone(),
                     missing_key,
                 },

@@ -19,6 +19,8 @@ use switchyard_types::{Attempt, RequestError};
 pub enum IngressError {
     #[error(transparent)]
     BadRequest(#[from] RequestError),
+    #[error(transparent)]
+    Protocol(#[from] switchyard_protocol::ProtocolError),
     #[error("the request body exceeds the limit of {limit} bytes")]
     TooLarge { limit: usize },
     #[error("cannot read the request body: {0}")]
@@ -71,6 +73,7 @@ impl IngressError {
     fn status(&self) -> StatusCode {
         match self {
             IngressError::BadRequest(_)
+            | IngressError::Protocol(_)
             | IngressError::Body(_)
             | IngressError::BadAffinityHeader => StatusCode::BAD_REQUEST,
             IngressError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -101,7 +104,7 @@ impl IngressError {
 
     fn kind_and_code(&self) -> (&'static str, &'static str) {
         match self {
-            IngressError::BadRequest(_) => ("invalid_request_error", "invalid_request"),
+            IngressError::BadRequest(_) | IngressError::Protocol(_) => ("invalid_request_error", "invalid_request"),
             IngressError::Body(_) => ("invalid_request_error", "invalid_body"),
             IngressError::BadAffinityHeader => ("invalid_request_error", "invalid_affinity_header"),
             IngressError::TooLarge { .. } => ("invalid_request_error", "request_too_large"),
@@ -137,6 +140,7 @@ impl IngressError {
         let (kind, code) = self.kind_and_code();
         let param = match self {
             IngressError::BadRequest(err) => err.param().map(str::to_owned),
+            IngressError::Protocol(err) => Some(err.param().to_owned()),
             IngressError::UnknownModel(_) | IngressError::UnknownRouter(_) => {
                 Some("model".to_owned())
             }
@@ -170,6 +174,40 @@ impl IngressError {
             );
         }
         json!({ "error": error })
+    }
+}
+
+impl IngressError {
+    /// The error as `POST /v1/messages` answers it: Anthropic's envelope
+    /// (`{"type": "error", "error": {"type", "message"}}`, with Anthropic's
+    /// error type names) that still carries the OpenAI fields (`code`,
+    /// `param`), so either SDK reads it.
+    pub fn into_anthropic_response(self) -> Response {
+        let status = self.status();
+        let anthropic_type = match status.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            529 => "overloaded_error",
+            400..=499 => "invalid_request_error",
+            _ => "api_error",
+        };
+        let mut body = self.body();
+        if let Some(error) = body.get_mut("error").and_then(Value::as_object_mut) {
+            error.insert("type".to_owned(), json!(anthropic_type));
+            if !error.contains_key("message") {
+                error.insert("message".to_owned(), json!(self.to_string()));
+            }
+        }
+        if let Some(object) = body.as_object_mut() {
+            object.insert("type".to_owned(), json!("error"));
+        }
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), error = %self, "request failed");
+        }
+        (status, axum::Json(body)).into_response()
     }
 }
 

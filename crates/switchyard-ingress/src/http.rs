@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 use switchyard_config::Price;
 use switchyard_dispatch::{DispatchFailure, Served, ServedBody};
-use switchyard_types::{ChatRequest, DispatchOutcome, OTHER_ROUTE, Outcome};
+use switchyard_types::{ChatRequest, DispatchOutcome, OTHER_ROUTE, Outcome, RequestError};
 
 use crate::error::IngressError;
 use crate::pipeline::{Pipeline, Plan};
@@ -31,6 +31,7 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
     let body_limit = pipeline.config.server.max_body_bytes;
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/messages", post(messages))
         .route("/v1/route", post(route_only))
         .route("/v1/models", get(list_models))
         .route("/metrics", get(metrics))
@@ -52,12 +53,9 @@ async fn method_not_allowed() -> IngressError {
     IngressError::MethodNotAllowed
 }
 
-/// Reads and validates a chat request body.
-fn parse_body(
-    pipeline: &Pipeline,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<ChatRequest, IngressError> {
-    let bytes = body.map_err(|rejection| {
+/// The request body's bytes, or the error for a body that could not be read.
+fn read_body(pipeline: &Pipeline, body: Result<Bytes, BytesRejection>) -> Result<Bytes, IngressError> {
+    body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             IngressError::TooLarge {
                 limit: pipeline.config.server.max_body_bytes,
@@ -65,7 +63,31 @@ fn parse_body(
         } else {
             IngressError::Body(rejection.body_text())
         }
+    })
+}
+
+/// Reads and validates a chat request body.
+fn parse_body(
+    pipeline: &Pipeline,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<ChatRequest, IngressError> {
+    Ok(ChatRequest::from_json(&read_body(pipeline, body)?)?)
+}
+
+/// Reads an Anthropic Messages request and turns it into the router's
+/// (OpenAI) shape. A stream asks for usage, which the translation back
+/// needs for its final `message_delta`.
+fn parse_messages_body(pipeline: &Pipeline, body: Result<Bytes, BytesRejection>) -> Result<ChatRequest, IngressError> {
+    let bytes = read_body(pipeline, body)?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|err| {
+        IngressError::BadRequest(RequestError::Malformed(format!("request body is not valid JSON: {err}")))
     })?;
+    let mut openai = switchyard_protocol::anthropic::request_to_openai(&value)?;
+    if openai.get("stream") == Some(&Value::Bool(true)) {
+        openai["stream_options"] = json!({"include_usage": true});
+    }
+    let bytes = serde_json::to_vec(&openai)
+        .map_err(|err| IngressError::BadRequest(RequestError::Malformed(err.to_string())))?;
     Ok(ChatRequest::from_json(&bytes)?)
 }
 
@@ -84,19 +106,42 @@ fn session(headers: &HeaderMap) -> Result<Option<String>, IngressError> {
     Ok(Some(text.to_owned()))
 }
 
+/// Which API the client spoke: the answer goes back in the same shape,
+/// whatever kind of upstream served it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    OpenAi,
+    Anthropic,
+}
+
 async fn chat_completions(
     State(pipeline): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, IngressError> {
     let request = parse_body(&pipeline, body)?;
-    let plan = pipeline.plan(&request, session(&headers)?).await?;
+    serve(&pipeline, &request, session(&headers)?, Api::OpenAi).await
+}
+
+/// `POST /v1/messages`: the Anthropic Messages API, routed like chat
+/// completions and answered in the Anthropic shape (errors included).
+async fn messages(State(pipeline): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let served = async {
+        let request = parse_messages_body(&pipeline, body)?;
+        serve(&pipeline, &request, session(&headers)?, Api::Anthropic).await
+    };
+    served.await.unwrap_or_else(IngressError::into_anthropic_response)
+}
+
+/// Plans, dispatches and answers one request.
+async fn serve(pipeline: &Arc<Pipeline>, request: &ChatRequest, session: Option<String>, api: Api) -> Result<Response, IngressError> {
+    let plan = pipeline.plan(request, session).await?;
     let dispatched = pipeline
         .dispatcher
-        .dispatch(&request, &plan.candidates)
+        .dispatch(request, &plan.candidates)
         .await;
     match dispatched {
-        Ok(served) => Ok(respond(&pipeline, &plan, served).await),
+        Ok(served) => Ok(respond(pipeline, &plan, served, api).await),
         Err(failure) => {
             let (attempts, outcome, error) = match failure {
                 DispatchFailure::AllFailed { attempts } => (
@@ -136,8 +181,39 @@ async fn chat_completions(
     }
 }
 
+/// The `data:` payload of one SSE frame as the relay sends it.
+fn sse_data(frame: &[u8]) -> String {
+    String::from_utf8_lossy(frame)
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The relay's OpenAI chunks as Anthropic Messages events, chunk by chunk.
+fn anthropic_events(
+    body: tokio::sync::mpsc::Receiver<Result<Bytes, std::convert::Infallible>>,
+    model: &str,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + use<> {
+    let translator = switchyard_protocol::anthropic::StreamFromOpenAi::new(model);
+    futures_util::stream::unfold((body, translator), |(mut body, mut translator)| async move {
+        loop {
+            let Ok(frame) = body.recv().await?;
+            let events = translator.chunk(&sse_data(&frame));
+            if events.is_empty() {
+                continue;
+            }
+            let text: String = events
+                .iter()
+                .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+                .collect();
+            return Some((Ok(Bytes::from(text)), (body, translator)));
+        }
+    })
+}
+
 /// Builds the client's response from a served upstream response.
-async fn respond(pipeline: &Arc<Pipeline>, plan: &Plan, served: Served) -> Response {
+async fn respond(pipeline: &Arc<Pipeline>, plan: &Plan, served: Served, api: Api) -> Response {
     pipeline.pin(plan, &served.model).await;
     let outcome = if served.attempts.is_empty() {
         Outcome::Success
@@ -171,7 +247,10 @@ async fn respond(pipeline: &Arc<Pipeline>, plan: &Plan, served: Served) -> Respo
                 total,
                 ..report
             });
-            Json(value).into_response()
+            match api {
+                Api::OpenAi => Json(value).into_response(),
+                Api::Anthropic => Json(switchyard_protocol::anthropic::response_from_openai(&value, &served.model)).into_response(),
+            }
         }
         ServedBody::Stream(relay) => {
             let reporter = Arc::clone(pipeline);
@@ -197,10 +276,13 @@ async fn respond(pipeline: &Arc<Pipeline>, plan: &Plan, served: Served) -> Respo
                     });
                 }
             });
-            let body = futures_util::stream::unfold(relay.body, |mut receiver| async move {
-                receiver.recv().await.map(|item| (item, receiver))
-            });
-            let mut response = Response::new(Body::from_stream(body));
+            let body = match api {
+                Api::OpenAi => Body::from_stream(futures_util::stream::unfold(relay.body, |mut receiver| async move {
+                    receiver.recv().await.map(|item| (item, receiver))
+                })),
+                Api::Anthropic => Body::from_stream(anthropic_events(relay.body, &served.model)),
+            };
+            let mut response = Response::new(body);
             let headers = response.headers_mut();
             headers.insert(
                 header::CONTENT_TYPE,

@@ -9,7 +9,9 @@ use std::time::Duration;
 use ractor::ActorRef;
 use switchyard_affinity::{AffinityMsg, Pin, PinKey};
 use switchyard_classifier::ClassifierPool;
-use switchyard_config::Config;
+use sha2::{Digest, Sha256};
+use switchyard_config::{Config, ImplicitSessions};
+use switchyard_types::{ChatMessage, Role, Turn};
 use switchyard_dispatch::Dispatcher;
 use switchyard_metrics::MetricsMsg;
 use switchyard_ranker::RankerMsg;
@@ -131,7 +133,7 @@ impl Pipeline {
             Target::Router(router) => router.clone(),
         };
 
-        let session = session.map(|session| PinKey {
+        let session = session.or_else(|| self.implicit_session(request)).map(|session| PinKey {
             router: router.clone(),
             session,
         });
@@ -142,7 +144,8 @@ impl Pipeline {
         let (route, decision, affinity) = match &pin {
             Some(pin) => (pin.route.clone(), None, AffinityStatus::Hit),
             None => {
-                let conversation = Conversation::from_messages(&request.messages);
+                let on_user_only = self.config.router(&router).is_none_or(|r| r.route_on_user_only);
+                let conversation = routed_conversation(&request.messages, on_user_only);
                 let decision =
                     switchyard_classifier::classify(&self.classifier, &router, conversation).await?;
                 let _ = self
@@ -177,6 +180,31 @@ impl Pipeline {
             session: session.map(|key| (key, pin)),
             decision_time: started.elapsed(),
         })
+    }
+
+    /// The session key of a request that sent no `X-Model-Affinity`, when
+    /// `affinity.implicit_sessions` gives it one: a hash of its system
+    /// prompt, tool names and first user message, which every step of an
+    /// agent loop re-sends unchanged.
+    fn implicit_session(&self, request: &ChatRequest) -> Option<String> {
+        let tools: Vec<&str> = request
+            .extra
+            .get("tools")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|tool| {
+                tool.pointer("/function/name")
+                    .or_else(|| tool.get("name"))
+                    .and_then(serde_json::Value::as_str)
+            })
+            .collect();
+        match self.config.affinity.implicit_sessions {
+            ImplicitSessions::Off => return None,
+            ImplicitSessions::Auto if tools.is_empty() => return None,
+            ImplicitSessions::Auto | ImplicitSessions::Always => {}
+        }
+        Some(implicit_key(&request.messages, &tools))
     }
 
     /// A session's pin, if live and still pointing at a configured model and
@@ -233,5 +261,85 @@ impl Pipeline {
 
     pub fn report(&self, outcome: DispatchOutcome) {
         let _ = self.metrics.cast(MetricsMsg::Outcome(Box::new(outcome)));
+    }
+}
+
+/// `auto:` and the first 32 hex digits of SHA-256 over the system prompt,
+/// the tool names and the first user message (each length-prefixed, so
+/// no two different inputs hash the same text).
+pub fn implicit_key(messages: &[ChatMessage], tools: &[&str]) -> String {
+    let system: Vec<String> = messages
+        .iter()
+        .filter(|m| matches!(m.role, Role::System | Role::Developer))
+        .map(ChatMessage::text)
+        .collect();
+    let first_user = messages.iter().find(|m| m.role == Role::User).map(ChatMessage::text).unwrap_or_default();
+    let mut hasher = Sha256::new();
+    for part in system.iter().map(String::as_str).chain(std::iter::once("\u{0}tools")).chain(tools.iter().copied()).chain([first_user.as_str()]) {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().take(16).map(|byte| format!("{byte:02x}")).collect();
+    format!("auto:{hex}")
+}
+
+/// The conversation the classifier reads. With `on_user_only`, it ends at
+/// the last user message: the tool calls and tool results of an agent loop
+/// that follow it do not move the route. Without it, a trailing tool
+/// result is read as the turn to route.
+pub fn routed_conversation(messages: &[ChatMessage], on_user_only: bool) -> Conversation {
+    let mut conversation = match messages.iter().rposition(|m| m.role == Role::User) {
+        Some(last_user) if on_user_only => Conversation::from_messages(&messages[..=last_user]),
+        _ => Conversation::from_messages(messages),
+    };
+    if !on_user_only
+        && let Some(last) = conversation.turns.last_mut()
+        && matches!(last.role, Role::Tool | Role::Function)
+    {
+        *last = Turn {
+            role: Role::User,
+            text: std::mem::take(&mut last.text),
+        };
+    }
+    conversation
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(json: &str) -> Vec<ChatMessage> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn the_implicit_key_follows_system_tools_and_first_user_message_only() {
+        let step1 = messages(r#"[{"role":"system","content":"You are an agent."},{"role":"user","content":"fix the bug"}]"#);
+        let step2 = messages(
+            r#"[{"role":"system","content":"You are an agent."},{"role":"user","content":"fix the bug"},
+                {"role":"assistant","content":null,"tool_calls":[]},{"role":"tool","tool_call_id":"c","content":"ok"}]"#,
+        );
+        let key = implicit_key(&step1, &["read_file", "edit"]);
+        assert!(key.starts_with("auto:") && key.len() == 5 + 32, "{key}");
+        assert_eq!(key, implicit_key(&step2, &["read_file", "edit"]), "later steps keep the key");
+        assert_ne!(key, implicit_key(&step1, &["read_file"]), "other tools, other session");
+        let other = messages(r#"[{"role":"system","content":"You are an agent."},{"role":"user","content":"add tests"}]"#);
+        assert_ne!(key, implicit_key(&other, &["read_file", "edit"]));
+    }
+
+    #[test]
+    fn tool_turns_route_like_the_user_turn_unless_told_otherwise() {
+        let loop_step = messages(
+            r#"[{"role":"user","content":"weather in Paris?"},
+                {"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"w","arguments":"{}"}}]},
+                {"role":"tool","tool_call_id":"c","content":"SELECT * FROM forecasts"}]"#,
+        );
+        let on_user = routed_conversation(&loop_step, true);
+        assert_eq!(on_user.turns.len(), 1);
+        assert_eq!(on_user.user_turns_newest_first().next().unwrap().text, "weather in Paris?");
+        let on_everything = routed_conversation(&loop_step, false);
+        assert_eq!(on_everything.turns.len(), 3);
+        assert_eq!(on_everything.user_turns_newest_first().next().unwrap().text, "SELECT * FROM forecasts");
     }
 }
