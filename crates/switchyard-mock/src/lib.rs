@@ -12,6 +12,7 @@
 
 mod completion;
 mod server;
+mod shapes;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::completion::{ChatRequest, Envelope, usage};
+use crate::shapes::{self, Answer};
 use crate::{Failure, MockConfig, RecordedRequest};
 
 /// How many requests `/mock/requests` remembers; enough for any test, small
@@ -77,7 +78,7 @@ impl Shared {
     }
 
     /// Counts and remembers a request; returns the failure to inject, if any.
-    fn record(&self, request: RecordedRequest) -> Option<Failure> {
+    pub(crate) fn record(&self, request: RecordedRequest) -> Option<Failure> {
         self.total.fetch_add(1, Ordering::Relaxed);
         *lock(&self.by_model)
             .entry(request.model.clone())
@@ -89,6 +90,27 @@ impl Shared {
         }
         recorded.push_back(request);
         failure
+    }
+
+    pub(crate) fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+
+    pub(crate) fn completion_words(&self) -> usize {
+        self.completion_words
+    }
+
+    pub(crate) fn ttft(&self) -> Duration {
+        self.ttft
+    }
+
+    pub(crate) fn tokens_per_sec(&self) -> f64 {
+        self.tokens_per_sec
+    }
+
+    /// A fresh number for ids (`msg_mock_N`, `call_mock_N`).
+    pub(crate) fn next_id(&self) -> String {
+        self.next_id.fetch_add(1, Ordering::Relaxed).to_string()
     }
 
     fn envelope(&self, model: &str) -> Envelope {
@@ -105,7 +127,7 @@ impl Shared {
 
     /// Waits `delay`, cut short by shutdown: a stopping server should not be
     /// held up by an artificial delay, and the answer is still worth giving.
-    async fn pause(&self, delay: Duration) {
+    pub(crate) async fn pause(&self, delay: Duration) {
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = self.shutdown.cancelled() => {}
@@ -116,6 +138,10 @@ impl Shared {
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/messages", post(shapes::anthropic_messages))
+        // `{model}:generateContent` is one segment; the handler splits it.
+        .route("/v1/models/{*target}", post(shapes::gemini))
+        .route("/v1beta/models/{*target}", post(shapes::gemini))
         .route("/v1/models", get(list_models))
         .route("/mock/counters", get(counters))
         .route("/mock/requests", get(recorded_requests))
@@ -167,6 +193,7 @@ async fn chat_completions(
         Ok(request) => request,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
     };
+    let turn = shapes::openai_turn(&body);
     let failure = shared.record(RecordedRequest {
         model: request.model.clone(),
         body,
@@ -196,6 +223,10 @@ async fn chat_completions(
         }
         Some(Failure::DropAfter(chunks)) if request.stream => stream(shared, request, Some(chunks)),
         Some(Failure::DropAfter(_)) => truncated_json(&shared, &request).await,
+        None if turn.tool_result.is_some() || (turn.ends_with_user && !turn.tools.is_empty()) => {
+            let answer = turn.answer(&shared, &request);
+            tool_turn(shared, &request, answer).await
+        }
         None if request.stream => stream(shared, request, None),
         None => json_completion(&shared, &request).await,
     };
@@ -203,6 +234,71 @@ async fn chat_completions(
         response.headers_mut().insert("x-mock-model", model);
     }
     response
+}
+
+/// An answer decided by the request's tools: a tool call, or the text
+/// acknowledging a tool result; JSON or SSE.
+async fn tool_turn(shared: Arc<Shared>, request: &ChatRequest, answer: Answer) -> Response {
+    let envelope = shared.envelope(&request.model);
+    let (id, name, args) = match answer {
+        Answer::Text(words) => {
+            if !request.stream {
+                shared.pause(shared.ttft).await;
+                return Json(envelope.completion(&words.join(" "), usage(request.prompt_tokens, words.len()))).into_response();
+            }
+            let (tx, rx) = mpsc::channel(16);
+            let mut events = SseSender { tx, shutdown: shared.shutdown.clone() };
+            let include_usage = request.include_usage;
+            let prompt_tokens = request.prompt_tokens;
+            tokio::spawn(async move {
+                let _ = async {
+                    events.pause(shared.ttft).await?;
+                    events.send(&envelope.chunk(json!({"role": "assistant", "content": ""}), None, include_usage)).await?;
+                    events.send(&envelope.chunk(json!({"content": words.join(" ")}), None, include_usage)).await?;
+                    events.send(&envelope.chunk(json!({}), Some("stop"), include_usage)).await?;
+                    if include_usage {
+                        events.send(&envelope.usage_chunk(usage(prompt_tokens, words.len()))).await?;
+                    }
+                    events.send_raw(Bytes::from_static(b"data: [DONE]\n\n")).await
+                }
+                .await;
+            });
+            return sse_body(rx);
+        }
+        Answer::Call { id, name, args } => (format!("call_mock_{id}"), name, args),
+    };
+    shared.pause(shared.ttft).await;
+    let call_usage = usage(request.prompt_tokens, 8);
+    if !request.stream {
+        let base = json!({"id": envelope.id, "object": "chat.completion", "created": envelope.created, "model": envelope.model});
+        return Json(shapes::openai_call_json(base, &id, &name, &args, call_usage)).into_response();
+    }
+    let (tx, rx) = mpsc::channel(16);
+    let mut events = SseSender { tx, shutdown: shared.shutdown.clone() };
+    let include_usage = request.include_usage;
+    tokio::spawn(async move {
+        let _ = async {
+            let open = json!({"role": "assistant", "content": null,
+                "tool_calls": [{"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]});
+            events.send(&envelope.chunk(open, None, include_usage)).await?;
+            for fragment in shapes::fragments(&args) {
+                let delta = json!({"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]});
+                events.send(&envelope.chunk(delta, None, include_usage)).await?;
+            }
+            events.send(&envelope.chunk(json!({}), Some("tool_calls"), include_usage)).await?;
+            if include_usage {
+                events.send(&envelope.usage_chunk(call_usage)).await?;
+            }
+            events.send_raw(Bytes::from_static(b"data: [DONE]\n\n")).await
+        }
+        .await;
+    });
+    sse_body(rx)
+}
+
+fn sse_body(rx: mpsc::Receiver<io::Result<Bytes>>) -> Response {
+    let body = cut_body(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }));
+    ([(CONTENT_TYPE, "text/event-stream"), (CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
 /// The full non-streaming answer, serialised.
@@ -232,7 +328,7 @@ async fn truncated_json(shared: &Shared, request: &ChatRequest) -> Response {
 /// A body whose error item cuts the connection only after the data before it
 /// reached the client. Hyper flushes buffered data when the body is not ready
 /// but discards it when the body fails, so the error waits one scheduler turn.
-fn cut_body<S>(items: S) -> Body
+pub(crate) fn cut_body<S>(items: S) -> Body
 where
     S: Stream<Item = io::Result<Bytes>> + Send + 'static,
 {
