@@ -1,11 +1,18 @@
-//! A fake OpenAI-compatible upstream.
+//! A fake upstream speaking the OpenAI, Anthropic and Gemini APIs.
 //!
 //! Switchyard's tests need an upstream whose answers, timing and failures they
 //! control, and the router ships a built-in "demo" upstream so it can be tried
-//! without API keys. Both are this crate: an axum server that answers
-//! `POST /v1/chat/completions` (JSON and SSE) with deterministic text and
-//! real token counts, and can be told per model to fail with a status, hang,
-//! or cut the connection mid-answer.
+//! without API keys. Both are this crate: an axum server that answers, with
+//! deterministic text and real token counts, in JSON and SSE:
+//! - `POST /v1/chat/completions` (OpenAI);
+//! - `POST /v1/messages` (Anthropic Messages, named SSE events);
+//! - `POST /v1beta/models/{model}:generateContent` and
+//!   `:streamGenerateContent?alt=sse` (Gemini; also under `/v1/`).
+//!
+//! In every shape, a request that declares tools and ends with a user turn
+//! gets a call of its first tool, and one that ends with a tool result gets
+//! text naming it (see `shapes`). Each can be told per model to fail with a
+//! status (in its API's error shape), hang, or cut the connection mid-answer.
 //!
 //! Besides the OpenAI surface it serves a small control API: `GET /mock/counters`,
 //! `GET /mock/requests`, and `PUT`/`DELETE /mock/failures/{model}`.
