@@ -162,6 +162,23 @@ impl Envelope {
         value
     }
 
+    /// An answer calling one tool: no content, `finish_reason: tool_calls`,
+    /// the arguments as a JSON string.
+    pub fn tool_call(&self, id: &str, name: &str, args: &Value, usage: Value) -> Value {
+        let mut value = self.object("chat.completion");
+        value["choices"] = json!([{
+            "index": 0,
+            "message": {"role": "assistant", "content": null, "tool_calls": [{
+                "id": id,
+                "type": "function",
+                "function": {"name": name, "arguments": args.to_string()},
+            }]},
+            "finish_reason": "tool_calls",
+        }]);
+        value["usage"] = usage;
+        value
+    }
+
     /// A streaming chunk. With `include_usage` OpenAI sends `"usage": null`
     /// on every chunk but the last, and clients may rely on the key existing.
     pub fn chunk(&self, delta: Value, finish_reason: Option<&str>, include_usage: bool) -> Value {

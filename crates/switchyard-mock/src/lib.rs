@@ -3,21 +3,52 @@
 //! Switchyard's tests need an upstream whose answers, timing and failures they
 //! control, and the router ships a built-in "demo" upstream so it can be tried
 //! without API keys. Both are this crate: an axum server that answers, with
-//! deterministic text and real token counts, in JSON and SSE:
-//! - `POST /v1/chat/completions` (OpenAI);
-//! - `POST /v1/messages` (Anthropic Messages, named SSE events);
-//! - `POST /v1beta/models/{model}:generateContent` and
-//!   `:streamGenerateContent?alt=sse` (Gemini; also under `/v1/`).
+//! deterministic text and real token counts, in JSON and SSE.
 //!
-//! In every shape, a request that declares tools and ends with a user turn
-//! gets a call of its first tool, and one that ends with a tool result gets
-//! text naming it (see `shapes`). Each can be told per model to fail with a
-//! status (in its API's error shape), hang, or cut the connection mid-answer.
+//! # Routes
 //!
-//! Besides the OpenAI surface it serves a small control API: `GET /mock/counters`,
+//! | Route | API | Stream |
+//! |---|---|---|
+//! | `POST /v1/chat/completions` | OpenAI chat completions | `stream: true`: `data:` chunks, usage chunk with `stream_options.include_usage`, `[DONE]` |
+//! | `POST /v1/messages` | Anthropic Messages | `stream: true`: named events `message_start` ... `message_stop` |
+//! | `POST /v1beta/models/{model}:generateContent` | Gemini | no |
+//! | `POST /v1beta/models/{model}:streamGenerateContent` | Gemini | `?alt=sse`: `data:` chunks, no end marker; otherwise a JSON array |
+//! | `GET /v1/models` | OpenAI model list | models seen so far |
+//!
+//! The Gemini routes are also served under `/v1/models/...`. With
+//! [`MockServer::base_url`] `http://ADDR/v1`, a client appends
+//! `/chat/completions`, `/messages` or `/models/{model}:generateContent`.
+//!
+//! # Answers
+//!
+//! Text is `[label] {model} says:` and the last user text, cycled, one word
+//! per token and per streamed delta. OpenAI's `max_tokens` sets its length
+//! (default [`MockConfig::completion_words`]); Anthropic's `max_tokens` and
+//! Gemini's `maxOutputTokens` only cap that default, as a real model stops
+//! on its own well before a generous cap.
+//!
+//! In every shape, a request that declares tools and whose last message is
+//! a plain user turn gets a call of its first tool, with arguments
+//! `{"city": "Paris"}` when that tool has a `city` parameter and `{}`
+//! otherwise (OpenAI `tool_calls`, Anthropic `tool_use`, Gemini
+//! `functionCall`; streamed as argument fragments where the API does). A
+//! request whose last message is a tool result gets the text `[label] tool
+//! result received: <the result, first 80 chars>`. A Gemini model whose
+//! name contains `blocked` answers with a blocked prompt.
+//!
+//! # Failures
+//!
+//! Each can be told per requested model name, whatever the API, to fail with
+//! a status (in that API's error shape), hang, or cut the connection
+//! mid-answer ([`Failure`]). All APIs share the request counters, the
+//! recording ([`RecordedRequest`]), `ttft`, pacing and the label.
+//!
+//! Besides these it serves a small control API: `GET /mock/counters`,
 //! `GET /mock/requests`, and `PUT`/`DELETE /mock/failures/{model}`.
 
+mod anthropic;
 mod completion;
+mod gemini;
 mod server;
 mod shapes;
 
@@ -62,17 +93,20 @@ impl Default for MockConfig {
     }
 }
 
-/// A failure injected into every chat completion request for one model.
+/// A failure injected into every request for one model, in any API shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
-    /// Answer with this HTTP status and an OpenAI-shaped error body; a 429
-    /// also carries `retry-after: 1`.
+    /// Answer with this HTTP status and an error body in the request's API
+    /// shape; a 429 also carries `retry-after: 1` (OpenAI, Anthropic) or a
+    /// `RetryInfo` detail (Gemini).
     Status(u16),
     /// Accept the request and never answer, until the client gives up or the
     /// server shuts down.
     Hang,
-    /// Streaming: send this many word chunks, then cut the connection without
-    /// `[DONE]`. Non-streaming: send 200 and half of the JSON body, then cut.
+    /// Streaming: send this many word chunks (or tool argument fragments),
+    /// then cut the connection without the end (`[DONE]`, `message_stop`,
+    /// Gemini's last chunk). Non-streaming: send 200 and half of the JSON
+    /// body, then cut.
     DropAfter(usize),
 }
 
@@ -116,15 +150,20 @@ impl fmt::Display for Failure {
     }
 }
 
-/// One chat completion request as the mock received it.
+/// One request (any API shape) as the mock received it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RecordedRequest {
     /// The requested model.
     pub model: String,
+    /// Which API it was: `openai`, `anthropic` or `gemini`.
+    pub api: &'static str,
     /// The whole JSON body.
     pub body: serde_json::Value,
     /// The `authorization` header, so tests can check which key was forwarded.
     pub authorization: Option<String>,
+    /// The API-key header of Anthropic (`x-api-key`) or Gemini
+    /// (`x-goog-api-key`, else the `key` query parameter); `None` for OpenAI.
+    pub api_key: Option<String>,
     pub stream: bool,
 }
 
@@ -160,7 +199,7 @@ impl MockServer {
         self.addr
     }
 
-    /// The OpenAI base URL, `http://{addr}/v1`.
+    /// The base URL of every API, `http://{addr}/v1`.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
@@ -171,13 +210,13 @@ impl MockServer {
         self.shared.set_failure(model, failure);
     }
 
-    /// Chat completion requests received for `model`, failed ones included.
+    /// Requests received for `model` in any API shape, failed ones included.
     pub fn requests(&self, model: &str) -> u64 {
         lock(&self.shared.by_model).get(model).copied().unwrap_or(0)
     }
 
-    /// Chat completion requests received for all models. Bodies rejected as
-    /// malformed name no model and are not counted.
+    /// Requests received for all models. Bodies rejected as malformed are
+    /// not counted.
     pub fn total_requests(&self) -> u64 {
         self.shared.total.load(Ordering::Relaxed)
     }

@@ -1,5 +1,6 @@
-//! `switchyard-mock`: run the fake OpenAI upstream from the command line, for
-//! trying the router without API keys or poking at failure handling by hand.
+//! `switchyard-mock`: run the fake upstream (OpenAI, Anthropic and Gemini
+//! APIs) from the command line, for trying the router without API keys or
+//! poking at failure handling by hand.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use clap::Parser;
 use switchyard_mock::{Failure, MockConfig, MockServer};
 use tracing_subscriber::EnvFilter;
 
-/// A fake OpenAI-compatible upstream with failure injection.
+/// A fake OpenAI, Anthropic and Gemini upstream with failure injection.
 #[derive(Debug, Parser)]
 #[command(name = "switchyard-mock", version)]
 struct Args {

@@ -1,6 +1,8 @@
-//! Shared state, routes and the request handlers.
+//! Shared state, routes, the OpenAI handler, and the plumbing every API shape
+//! uses: failure injection, cut bodies, paced SSE.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -19,8 +21,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::completion::{ChatRequest, Envelope, usage};
-use crate::shapes::{self, Answer};
-use crate::{Failure, MockConfig, RecordedRequest};
+use crate::shapes::{self, Answer, deltas, fragments};
+use crate::{Failure, MockConfig, RecordedRequest, anthropic, gemini};
 
 /// How many requests `/mock/requests` remembers; enough for any test, small
 /// enough that a long-running demo upstream does not grow without bound.
@@ -78,7 +80,7 @@ impl Shared {
     }
 
     /// Counts and remembers a request; returns the failure to inject, if any.
-    pub(crate) fn record(&self, request: RecordedRequest) -> Option<Failure> {
+    fn record(&self, request: RecordedRequest) -> Option<Failure> {
         self.total.fetch_add(1, Ordering::Relaxed);
         *lock(&self.by_model)
             .entry(request.model.clone())
@@ -90,6 +92,39 @@ impl Shared {
         }
         recorded.push_back(request);
         failure
+    }
+
+    /// Records a request and applies its model's injected failure: `Err` is
+    /// the response to send instead of an answer (an error in the API's
+    /// shape, built by `error`, or, for a hang, whatever ends it); `Ok` says
+    /// whether to cut the answer after that many pieces.
+    pub(crate) async fn admit(
+        &self,
+        request: RecordedRequest,
+        error: fn(StatusCode, &str) -> Response,
+    ) -> Result<Option<usize>, Response> {
+        let model = request.model.clone();
+        let failure = self.record(request);
+        tracing::debug!(%model, ?failure, "request");
+        match failure {
+            None => Ok(None),
+            Some(Failure::DropAfter(pieces)) => Ok(Some(pieces)),
+            Some(Failure::Status(status)) => {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                Err(error(
+                    status,
+                    &format!("mock: injected {status} for {model}"),
+                ))
+            }
+            Some(Failure::Hang) => {
+                self.shutdown.cancelled().await;
+                Err(error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "mock: server shutting down",
+                ))
+            }
+        }
     }
 
     pub(crate) fn label(&self) -> Option<&str> {
@@ -104,19 +139,19 @@ impl Shared {
         self.ttft
     }
 
-    pub(crate) fn tokens_per_sec(&self) -> f64 {
-        self.tokens_per_sec
+    /// The pause between streamed pieces; `None` when unpaced.
+    pub(crate) fn pace(&self) -> Option<Duration> {
+        (self.tokens_per_sec > 0.0).then(|| Duration::from_secs_f64(1.0 / self.tokens_per_sec))
     }
 
-    /// A fresh number for ids (`msg_mock_N`, `call_mock_N`).
-    pub(crate) fn next_id(&self) -> String {
-        self.next_id.fetch_add(1, Ordering::Relaxed).to_string()
+    /// A fresh number for ids (`chatcmpl-mock-N`, `msg_mock_N`, `call_mock_N`).
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     fn envelope(&self, model: &str) -> Envelope {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         Envelope {
-            id: format!("chatcmpl-mock-{id}"),
+            id: format!("chatcmpl-mock-{}", self.next_id()),
             created: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |elapsed| elapsed.as_secs()),
@@ -138,10 +173,10 @@ impl Shared {
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/messages", post(shapes::anthropic_messages))
+        .route("/v1/messages", post(anthropic::messages))
         // `{model}:generateContent` is one segment; the handler splits it.
-        .route("/v1/models/{*target}", post(shapes::gemini))
-        .route("/v1beta/models/{*target}", post(shapes::gemini))
+        .route("/v1/models/{*target}", post(gemini::generate))
+        .route("/v1beta/models/{*target}", post(gemini::generate))
         .route("/v1/models", get(list_models))
         .route("/mock/counters", get(counters))
         .route("/mock/requests", get(recorded_requests))
@@ -154,6 +189,33 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// A header's value, when it is present and text.
+pub(crate) fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Names the requested model in `x-mock-model`, so a test behind a router can
+/// see what reached the upstream.
+pub(crate) fn with_model(mut response: Response, model: &str) -> Response {
+    if let Ok(model) = HeaderValue::from_str(model) {
+        response.headers_mut().insert("x-mock-model", model);
+    }
+    response
+}
+
+/// Adds `retry-after: 1` to a 429, as the real APIs do.
+pub(crate) fn retry_after(mut response: Response) -> Response {
+    if response.status() == StatusCode::TOO_MANY_REQUESTS {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
 /// An OpenAI-shaped error, so clients exercise their real error parsing.
 fn error_response(status: StatusCode, message: &str) -> Response {
     let (kind, code) = match status.as_u16() {
@@ -164,13 +226,7 @@ fn error_response(status: StatusCode, message: &str) -> Response {
         _ => ("server_error", "server_error"),
     };
     let body = json!({"error": {"message": message, "type": kind, "code": code}});
-    let mut response = (status, Json(body)).into_response();
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
+    retry_after((status, Json(body)).into_response())
 }
 
 async fn chat_completions(
@@ -194,131 +250,109 @@ async fn chat_completions(
         Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
     };
     let turn = shapes::openai_turn(&body);
-    let failure = shared.record(RecordedRequest {
+    let recorded = RecordedRequest {
         model: request.model.clone(),
+        api: "openai",
         body,
-        authorization: headers
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned),
+        authorization: header(&headers, AUTHORIZATION.as_str()),
+        api_key: None,
         stream: request.stream,
-    });
-    tracing::debug!(model = %request.model, stream = request.stream, ?failure, "chat completion");
-
-    let model_header = HeaderValue::from_str(&request.model).ok();
-    let mut response = match failure {
-        Some(Failure::Status(status)) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            error_response(
-                status,
-                &format!("mock: injected {status} for {}", request.model),
-            )
-        }
-        Some(Failure::Hang) => {
-            shared.shutdown.cancelled().await;
-            error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "mock: server shutting down",
-            )
-        }
-        Some(Failure::DropAfter(chunks)) if request.stream => stream(shared, request, Some(chunks)),
-        Some(Failure::DropAfter(_)) => truncated_json(&shared, &request).await,
-        None if turn.tool_result.is_some() || (turn.ends_with_user && !turn.tools.is_empty()) => {
+    };
+    let model = request.model.clone();
+    let response = match shared.admit(recorded, error_response).await {
+        Err(response) => response,
+        Ok(drop_after) => {
             let answer = turn.answer(&shared, &request);
-            tool_turn(shared, &request, answer).await
-        }
-        None if request.stream => stream(shared, request, None),
-        None => json_completion(&shared, &request).await,
-    };
-    if let Some(model) = model_header {
-        response.headers_mut().insert("x-mock-model", model);
-    }
-    response
-}
-
-/// An answer decided by the request's tools: a tool call, or the text
-/// acknowledging a tool result; JSON or SSE.
-async fn tool_turn(shared: Arc<Shared>, request: &ChatRequest, answer: Answer) -> Response {
-    let envelope = shared.envelope(&request.model);
-    let (id, name, args) = match answer {
-        Answer::Text(words) => {
-            if !request.stream {
+            let envelope = shared.envelope(&request.model);
+            if request.stream {
+                let producer = Arc::clone(&shared);
+                sse(&shared, move |events| {
+                    openai_stream(producer, request, envelope, answer, drop_after, events)
+                })
+            } else {
                 shared.pause(shared.ttft).await;
-                return Json(envelope.completion(&words.join(" "), usage(request.prompt_tokens, words.len()))).into_response();
+                let body = match &answer {
+                    Answer::Text(words) => envelope
+                        .completion(&words.join(" "), usage(request.prompt_tokens, words.len())),
+                    Answer::Call { id, name, args } => envelope.tool_call(
+                        &format!("call_mock_{id}"),
+                        name,
+                        args,
+                        usage(request.prompt_tokens, answer.tokens()),
+                    ),
+                };
+                json_answer(&body, drop_after)
             }
-            let (tx, rx) = mpsc::channel(16);
-            let mut events = SseSender { tx, shutdown: shared.shutdown.clone() };
-            let include_usage = request.include_usage;
-            let prompt_tokens = request.prompt_tokens;
-            tokio::spawn(async move {
-                let _ = async {
-                    events.pause(shared.ttft).await?;
-                    events.send(&envelope.chunk(json!({"role": "assistant", "content": ""}), None, include_usage)).await?;
-                    events.send(&envelope.chunk(json!({"content": words.join(" ")}), None, include_usage)).await?;
-                    events.send(&envelope.chunk(json!({}), Some("stop"), include_usage)).await?;
-                    if include_usage {
-                        events.send(&envelope.usage_chunk(usage(prompt_tokens, words.len()))).await?;
-                    }
-                    events.send_raw(Bytes::from_static(b"data: [DONE]\n\n")).await
-                }
-                .await;
-            });
-            return sse_body(rx);
         }
-        Answer::Call { id, name, args } => (format!("call_mock_{id}"), name, args),
     };
-    shared.pause(shared.ttft).await;
-    let call_usage = usage(request.prompt_tokens, 8);
-    if !request.stream {
-        let base = json!({"id": envelope.id, "object": "chat.completion", "created": envelope.created, "model": envelope.model});
-        return Json(shapes::openai_call_json(base, &id, &name, &args, call_usage)).into_response();
-    }
-    let (tx, rx) = mpsc::channel(16);
-    let mut events = SseSender { tx, shutdown: shared.shutdown.clone() };
+    with_model(response, &model)
+}
+
+/// The OpenAI SSE answer: a role chunk (carrying the call's id and name for
+/// a tool call), one chunk per word or argument fragment, a finish chunk, a
+/// usage chunk when asked for, `[DONE]`.
+async fn openai_stream(
+    shared: Arc<Shared>,
+    request: ChatRequest,
+    envelope: Envelope,
+    answer: Answer,
+    drop_after: Option<usize>,
+    mut events: SseSender,
+) -> Result<(), Closed> {
     let include_usage = request.include_usage;
-    tokio::spawn(async move {
-        let _ = async {
-            let open = json!({"role": "assistant", "content": null,
-                "tool_calls": [{"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]});
-            events.send(&envelope.chunk(open, None, include_usage)).await?;
-            for fragment in shapes::fragments(&args) {
-                let delta = json!({"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]});
-                events.send(&envelope.chunk(delta, None, include_usage)).await?;
-            }
-            events.send(&envelope.chunk(json!({}), Some("tool_calls"), include_usage)).await?;
-            if include_usage {
-                events.send(&envelope.usage_chunk(call_usage)).await?;
-            }
-            events.send_raw(Bytes::from_static(b"data: [DONE]\n\n")).await
+    events.pause(shared.ttft).await?;
+    let finish = match &answer {
+        Answer::Text(words) => {
+            let role = json!({"role": "assistant", "content": ""});
+            events
+                .send(&envelope.chunk(role, None, include_usage))
+                .await?;
+            events
+                .send_pieces(&deltas(words), drop_after, shared.pace(), |_, piece| {
+                    let delta = json!({"content": piece});
+                    frame(None, &envelope.chunk(delta, None, include_usage))
+                })
+                .await?;
+            "stop"
         }
-        .await;
-    });
-    sse_body(rx)
+        Answer::Call { id, name, args } => {
+            let open = json!({"role": "assistant", "content": null, "tool_calls": [{
+                "index": 0, "id": format!("call_mock_{id}"), "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }]});
+            events
+                .send(&envelope.chunk(open, None, include_usage))
+                .await?;
+            events
+                .send_pieces(&fragments(args), drop_after, shared.pace(), |_, piece| {
+                    let delta =
+                        json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]});
+                    frame(None, &envelope.chunk(delta, None, include_usage))
+                })
+                .await?;
+            "tool_calls"
+        }
+    };
+    events
+        .send(&envelope.chunk(json!({}), Some(finish), include_usage))
+        .await?;
+    if include_usage {
+        let usage = usage(request.prompt_tokens, answer.tokens());
+        events.send(&envelope.usage_chunk(usage)).await?;
+    }
+    events
+        .send_raw(Bytes::from_static(b"data: [DONE]\n\n"))
+        .await
 }
 
-fn sse_body(rx: mpsc::Receiver<io::Result<Bytes>>) -> Response {
-    let body = cut_body(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }));
-    ([(CONTENT_TYPE, "text/event-stream"), (CACHE_CONTROL, "no-cache")], body).into_response()
-}
-
-/// The full non-streaming answer, serialised.
-fn completion_body(shared: &Shared, request: &ChatRequest) -> Value {
-    let words = request.completion_words(shared.label.as_deref(), shared.completion_words);
-    shared
-        .envelope(&request.model)
-        .completion(&words.join(" "), usage(request.prompt_tokens, words.len()))
-}
-
-async fn json_completion(shared: &Shared, request: &ChatRequest) -> Response {
-    shared.pause(shared.ttft).await;
-    Json(completion_body(shared, request)).into_response()
-}
-
-/// A 200 whose body stops half way and then errors, which makes hyper close
-/// the connection: the client sees a broken body, not a clean short one.
-async fn truncated_json(shared: &Shared, request: &ChatRequest) -> Response {
-    shared.pause(shared.ttft).await;
-    let full = completion_body(shared, request).to_string().into_bytes();
+/// A non-streaming answer: the JSON, or with a drop injected a 200 whose
+/// body stops half way and then errors, which makes hyper close the
+/// connection: the client sees a broken body, not a clean short one.
+pub(crate) fn json_answer(body: &Value, drop_after: Option<usize>) -> Response {
+    if drop_after.is_none() {
+        return Json(body).into_response();
+    }
+    let full = body.to_string().into_bytes();
     let half = Bytes::copy_from_slice(&full[..full.len() / 2]);
     let parts: [io::Result<Bytes>; 2] = [Ok(half), Err(io::Error::other("mock: injected drop"))];
     let body = cut_body(futures_util::stream::iter(parts));
@@ -328,7 +362,7 @@ async fn truncated_json(shared: &Shared, request: &ChatRequest) -> Response {
 /// A body whose error item cuts the connection only after the data before it
 /// reached the client. Hyper flushes buffered data when the body is not ready
 /// but discards it when the body fails, so the error waits one scheduler turn.
-pub(crate) fn cut_body<S>(items: S) -> Body
+fn cut_body<S>(items: S) -> Body
 where
     S: Stream<Item = io::Result<Bytes>> + Send + 'static,
 {
@@ -340,23 +374,26 @@ where
     }))
 }
 
-/// An SSE answer produced by a spawned task, chunk by chunk, so pacing and
-/// drops happen on the wire rather than in a buffered body.
-fn stream(shared: Arc<Shared>, request: ChatRequest, drop_after: Option<usize>) -> Response {
+/// An SSE answer produced by a spawned task, event by event, so pacing and
+/// drops happen on the wire rather than in a buffered body. When `produce`
+/// gives up (the client left, the server is stopping, or a drop was
+/// injected) the connection is cut, so the client cannot mistake a cut
+/// stream for a finished one.
+pub(crate) fn sse<F, Fut>(shared: &Shared, produce: F) -> Response
+where
+    F: FnOnce(SseSender) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), Closed>> + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(16);
-    let mut events = SseSender {
+    let cutter = tx.clone();
+    let events = SseSender {
         tx,
         shutdown: shared.shutdown.clone(),
     };
     tokio::spawn(async move {
-        if let Err(Closed) = produce_stream(&shared, &request, drop_after, &mut events).await {
-            // An error item makes hyper abort the connection, so the client
-            // cannot mistake a cut stream for a finished one. Nobody may be
-            // listening any more, which is fine.
-            let _ = events
-                .tx
-                .send(Err(io::Error::other("mock: stream cut")))
-                .await;
+        if let Err(Closed) = produce(events).await {
+            // Nobody may be listening any more, which is fine.
+            let _ = cutter.send(Err(io::Error::other("mock: stream cut"))).await;
         }
     });
     let body = cut_body(futures_util::stream::unfold(rx, |mut rx| async move {
@@ -372,80 +409,66 @@ fn stream(shared: Arc<Shared>, request: ChatRequest, drop_after: Option<usize>) 
         .into_response()
 }
 
-async fn produce_stream(
-    shared: &Shared,
-    request: &ChatRequest,
-    drop_after: Option<usize>,
-    events: &mut SseSender,
-) -> Result<(), Closed> {
-    let envelope = shared.envelope(&request.model);
-    let words = request.completion_words(shared.label.as_deref(), shared.completion_words);
-    let pace =
-        (shared.tokens_per_sec > 0.0).then(|| Duration::from_secs_f64(1.0 / shared.tokens_per_sec));
-    let include_usage = request.include_usage;
-
-    events.pause(shared.ttft).await?;
-    let role = json!({"role": "assistant", "content": ""});
-    events
-        .send(&envelope.chunk(role, None, include_usage))
-        .await?;
-
-    let sent = drop_after.map_or(words.len(), |chunks| chunks.min(words.len()));
-    for (index, word) in words[..sent].iter().enumerate() {
-        if index > 0
-            && let Some(pace) = pace
-        {
-            events.pause(pace).await?;
-        }
-        // Words carry their separating space so concatenated deltas equal
-        // the non-streaming content exactly.
-        let content = if index + 1 < words.len() {
-            format!("{word} ")
-        } else {
-            word.clone()
-        };
-        events
-            .send(&envelope.chunk(json!({"content": content}), None, include_usage))
-            .await?;
-    }
-    if drop_after.is_some() {
-        return Err(Closed);
-    }
-
-    events
-        .send(&envelope.chunk(json!({}), Some("stop"), include_usage))
-        .await?;
-    if include_usage {
-        let usage = usage(request.prompt_tokens, words.len());
-        events.send(&envelope.usage_chunk(usage)).await?;
-    }
-    events
-        .send_raw(Bytes::from_static(b"data: [DONE]\n\n"))
-        .await
+/// One SSE frame, named (Anthropic) or not (OpenAI, Gemini).
+pub(crate) fn frame(event: Option<&str>, data: &Value) -> Bytes {
+    Bytes::from(match event {
+        Some(event) => format!("event: {event}\ndata: {data}\n\n"),
+        None => format!("data: {data}\n\n"),
+    })
 }
 
 /// The stream cannot go on: the client left, the server is stopping, or a
 /// drop was injected.
-struct Closed;
+pub(crate) struct Closed;
 
-struct SseSender {
+pub(crate) struct SseSender {
     tx: mpsc::Sender<io::Result<Bytes>>,
     shutdown: CancellationToken,
 }
 
 impl SseSender {
-    async fn send(&mut self, event: &Value) -> Result<(), Closed> {
-        self.send_raw(Bytes::from(format!("data: {event}\n\n")))
-            .await
+    pub(crate) async fn send(&mut self, event: &Value) -> Result<(), Closed> {
+        self.send_raw(frame(None, event)).await
     }
 
-    async fn send_raw(&mut self, bytes: Bytes) -> Result<(), Closed> {
+    pub(crate) async fn send_event(&mut self, name: &str, event: &Value) -> Result<(), Closed> {
+        self.send_raw(frame(Some(name), event)).await
+    }
+
+    pub(crate) async fn send_raw(&mut self, bytes: Bytes) -> Result<(), Closed> {
+        if self.shutdown.is_cancelled() {
+            return Err(Closed);
+        }
         self.tx.send(Ok(bytes)).await.map_err(|_| Closed)
+    }
+
+    /// Sends one frame per piece (word or argument fragment), `pace` apart.
+    /// With `drop_after`, sends that many (or all, if fewer) and gives up.
+    pub(crate) async fn send_pieces(
+        &mut self,
+        pieces: &[String],
+        drop_after: Option<usize>,
+        pace: Option<Duration>,
+        mut frame: impl FnMut(usize, &str) -> Bytes,
+    ) -> Result<(), Closed> {
+        let sent = drop_after.map_or(pieces.len(), |limit| limit.min(pieces.len()));
+        for (index, piece) in pieces[..sent].iter().enumerate() {
+            if index > 0
+                && let Some(pace) = pace
+            {
+                self.pause(pace).await?;
+            }
+            self.send_raw(frame(index, piece)).await?;
+        }
+        match drop_after {
+            Some(_) => Err(Closed),
+            None => Ok(()),
+        }
     }
 
     /// Waits, but gives up early when the client hangs up or the server stops,
     /// so neither waits on a stream nobody will read.
-    async fn pause(&mut self, delay: Duration) -> Result<(), Closed> {
+    pub(crate) async fn pause(&mut self, delay: Duration) -> Result<(), Closed> {
         tokio::select! {
             () = tokio::time::sleep(delay) => Ok(()),
             () = self.tx.closed() => Err(Closed),
