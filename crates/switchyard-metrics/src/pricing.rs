@@ -213,29 +213,37 @@ pub(crate) async fn get(client: &reqwest::Client, url: &str, timeout: Duration) 
     Ok(body.to_vec())
 }
 
-/// Fetches the pricing URL now and every `refresh` after, until the
-/// collector stops (the task is aborted then).
-pub(crate) async fn poll(config: Arc<Config>, url: String, collector: ActorRef<MetricsMsg>) {
-    let client = reqwest::Client::new();
-    let mut ticker = tokio::time::interval(config.signals.pricing.refresh);
+/// Runs `refresh` now and every `every` after, casting what it returns to
+/// the collector (or, on error, `RefreshFailed` for `source`), until the
+/// collector stops or the task is aborted.
+pub(crate) async fn poll_every<F, Fut>(every: Duration, source: &'static str, collector: ActorRef<MetricsMsg>, mut refresh: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<MetricsMsg, MetricsError>>,
+{
+    let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let result = match get(&client, &url, config.signals.pricing.timeout).await {
-            Ok(body) => parse_prices(&body, &config),
-            Err(err) => Err(err),
-        };
-        let message = match result {
-            Ok(update) => MetricsMsg::Prices(update),
-            Err(error) => MetricsMsg::RefreshFailed {
-                source: crate::actor::PRICING,
-                error: error.to_string(),
-            },
-        };
+        let message = refresh().await.unwrap_or_else(|error| MetricsMsg::RefreshFailed {
+            source,
+            error: error.to_string(),
+        });
         if collector.cast(message).is_err() {
             return;
         }
     }
+}
+
+/// Fetches the pricing URL now and every `refresh_secs` after.
+pub(crate) async fn poll(config: Arc<Config>, url: String, collector: ActorRef<MetricsMsg>) {
+    let client = reqwest::Client::new();
+    let pricing = &config.signals.pricing;
+    poll_every(pricing.refresh, crate::actor::PRICING, collector, || async {
+        let body = get(&client, &url, pricing.timeout).await?;
+        parse_prices(&body, &config).map(MetricsMsg::Prices)
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -96,25 +96,13 @@ pub(crate) async fn poll(config: Arc<Config>, collector: ActorRef<MetricsMsg>) {
             return;
         }
     };
-    let mut ticker = tokio::time::interval(*refresh);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let result = match crate::pricing::get(&client, endpoint.as_str(), *timeout).await {
-            Ok(body) => parse_latency(&body, model_label, &config),
-            Err(err) => Err(MetricsError::Prometheus(err.to_string())),
-        };
-        let message = match result {
-            Ok(latency) => MetricsMsg::PrometheusLatency(latency),
-            Err(error) => MetricsMsg::RefreshFailed {
-                source: crate::actor::PROMETHEUS,
-                error: error.to_string(),
-            },
-        };
-        if collector.cast(message).is_err() {
-            return;
-        }
-    }
+    crate::pricing::poll_every(*refresh, crate::actor::PROMETHEUS, collector, || async {
+        let body = crate::pricing::get(&client, endpoint.as_str(), *timeout)
+            .await
+            .map_err(|err| MetricsError::Prometheus(err.to_string()))?;
+        parse_latency(&body, model_label, &config).map(MetricsMsg::PrometheusLatency)
+    })
+    .await;
 }
 
 #[cfg(test)]

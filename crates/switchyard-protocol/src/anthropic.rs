@@ -106,15 +106,7 @@ pub fn request_from_openai(body: &Value, upstream_model: &str) -> Value {
             "system" | "developer" => system.push(text_of(content)),
             "assistant" => {
                 let mut blocks = blocks_from_openai(content);
-                for call in message.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
-                    let arguments = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("{}");
-                    blocks.push(json!({
-                        "type": "tool_use",
-                        "id": call.get("id").cloned().unwrap_or(Value::Null),
-                        "name": call.pointer("/function/name").cloned().unwrap_or(Value::Null),
-                        "input": serde_json::from_str::<Value>(arguments).unwrap_or_else(|_| json!({})),
-                    }));
-                }
+                blocks.extend(tool_use_blocks(message));
                 push_turn(&mut messages, "assistant", blocks);
             }
             "tool" | "function" => {
@@ -201,17 +193,13 @@ fn input_tokens(usage: &Value) -> u64 {
         .sum()
 }
 
-/// A Messages API response as an OpenAI chat completion answered by `model`.
-pub fn response_to_openai(body: &Value, model: &str) -> Value {
-    let blocks = body.get("content").and_then(Value::as_array).cloned().unwrap_or_default();
-    let text: String = blocks
-        .iter()
-        .filter(|block| block.get("type").and_then(Value::as_str) == Some("text"))
-        .filter_map(|block| block.get("text").and_then(Value::as_str))
-        .collect();
-    let tool_calls: Vec<Value> = blocks
-        .iter()
-        .filter(|block| block.get("type").and_then(Value::as_str) == Some("tool_use"))
+/// Anthropic assistant content blocks as an OpenAI assistant message: the
+/// text blocks joined, `tool_use` blocks as `tool_calls` (content `null`
+/// when there is only a call, as OpenAI sends it).
+fn assistant_from_blocks(blocks: &[Value]) -> Value {
+    let of_type = |kind: &'static str| blocks.iter().filter(move |block| block.get("type").and_then(Value::as_str) == Some(kind));
+    let text: String = of_type("text").filter_map(|block| block.get("text").and_then(Value::as_str)).collect();
+    let calls: Vec<Value> = of_type("tool_use")
         .map(|block| {
             json!({
                 "id": block.get("id").cloned().unwrap_or(Value::Null),
@@ -225,11 +213,32 @@ pub fn response_to_openai(body: &Value, model: &str) -> Value {
         .collect();
     let mut message = json!({
         "role": "assistant",
-        "content": if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { json!(text) },
+        "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) },
     });
-    if !tool_calls.is_empty() {
-        message["tool_calls"] = Value::Array(tool_calls);
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
     }
+    message
+}
+
+/// An OpenAI message's `tool_calls` as Anthropic `tool_use` blocks (the
+/// arguments string parsed back into an `input` object).
+fn tool_use_blocks(message: &Value) -> impl Iterator<Item = Value> + '_ {
+    message.get("tool_calls").and_then(Value::as_array).into_iter().flatten().map(|call| {
+        let arguments = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("{}");
+        json!({
+            "type": "tool_use",
+            "id": call.get("id").cloned().unwrap_or(Value::Null),
+            "name": call.pointer("/function/name").cloned().unwrap_or(Value::Null),
+            "input": serde_json::from_str::<Value>(arguments).unwrap_or_else(|_| json!({})),
+        })
+    })
+}
+
+/// A Messages API response as an OpenAI chat completion answered by `model`.
+pub fn response_to_openai(body: &Value, model: &str) -> Value {
+    let blocks = body.get("content").and_then(Value::as_array).cloned().unwrap_or_default();
+    let message = assistant_from_blocks(&blocks);
     let stop = body.get("stop_reason").and_then(Value::as_str).unwrap_or("end_turn");
     let usage = body.get("usage").unwrap_or(&Value::Null);
     json!({
@@ -464,32 +473,7 @@ pub fn request_to_openai(body: &Value) -> Result<Value, ProtocolError> {
                     messages.push(json!({"role": "user", "content": content}));
                 }
             }
-            (Some("assistant"), Value::Array(blocks)) => {
-                let text: String = blocks
-                    .iter()
-                    .filter(|block| block.get("type").and_then(Value::as_str) == Some("text"))
-                    .filter_map(|block| block.get("text").and_then(Value::as_str))
-                    .collect();
-                let calls: Vec<Value> = blocks
-                    .iter()
-                    .filter(|block| block.get("type").and_then(Value::as_str) == Some("tool_use"))
-                    .map(|block| {
-                        json!({
-                            "id": block.get("id").cloned().unwrap_or(Value::Null),
-                            "type": "function",
-                            "function": {
-                                "name": block.get("name").cloned().unwrap_or(Value::Null),
-                                "arguments": block.get("input").map_or_else(|| "{}".to_owned(), Value::to_string),
-                            },
-                        })
-                    })
-                    .collect();
-                let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }});
-                if !calls.is_empty() {
-                    message["tool_calls"] = Value::Array(calls);
-                }
-                messages.push(message);
-            }
+            (Some("assistant"), Value::Array(blocks)) => messages.push(assistant_from_blocks(blocks)),
             (Some("user" | "assistant"), _) => {
                 return Err(ProtocolError::invalid(format!("messages[{i}].content"), "must be a string or an array of content blocks"));
             }
@@ -555,15 +539,7 @@ pub fn response_from_openai(body: &Value, model: &str) -> Value {
     if !text.is_empty() {
         content.push(json!({"type": "text", "text": text}));
     }
-    for call in message.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
-        let arguments = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("{}");
-        content.push(json!({
-            "type": "tool_use",
-            "id": call.get("id").cloned().unwrap_or(Value::Null),
-            "name": call.pointer("/function/name").cloned().unwrap_or(Value::Null),
-            "input": serde_json::from_str::<Value>(arguments).unwrap_or_else(|_| json!({})),
-        }));
-    }
+    content.extend(tool_use_blocks(message));
     let finish = body.pointer("/choices/0/finish_reason").and_then(Value::as_str).unwrap_or("stop");
     let usage = body.get("usage").unwrap_or(&Value::Null);
     json!({
