@@ -61,8 +61,9 @@ async fn a_price_change_on_the_pricing_url_shows_in_route_within_one_refresh() {
     .await;
     let shown_after = changed.elapsed();
     println!("price change shown in /v1/route after {shown_after:?} (refresh interval {refresh:?})");
-    // One interval, plus the fetch and the poll of this test on a busy machine.
-    assert!(shown_after <= refresh + Duration::from_millis(750), "{shown_after:?}");
+    // One interval, plus the fetch, the collector's turn and this test's
+    // own polling, on a shared 2-core machine running other suites at once.
+    assert!(shown_after <= refresh + Duration::from_secs(1), "{shown_after:?}");
     let route = sandbox.route(&ask("router:eng", DEBUG), None).await;
     assert_eq!(route["price"], json!({"input_per_million": 0.01, "output_per_million": 0.01}));
     let models = sandbox.get_json("/v1/models").await;
