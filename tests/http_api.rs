@@ -122,3 +122,42 @@ async fn metrics_count_requests_tokens_cost_and_latency() {
     assert!(!metrics.contains(TEST_KEY));
     sandbox.stop().await;
 }
+
+#[tokio::test]
+async fn the_classifier_pool_resizes_while_it_serves() {
+    let sandbox = Sandbox::start().await;
+    let status = sandbox.get_json("/v1/classifier").await;
+    assert_eq!((status["kind"].as_str(), status["workers"].as_u64()), (Some("lexical"), Some(2)), "{status}");
+    let question = ask("router:eng", "My program crashes with an exception and a stack trace");
+    for workers in [5, 1] {
+        let response = sandbox
+            .client
+            .put(sandbox.url("/v1/classifier/workers"))
+            .json(&serde_json::json!({ "workers": workers }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let resized: Value = response.json().await.unwrap();
+        assert_eq!(resized["workers"], workers, "{resized}");
+        assert_eq!(sandbox.get_json("/v1/classifier").await["workers"], workers);
+        // Requests keep being classified and served.
+        let answer: Value = sandbox.chat(&question, None).await.json().await.unwrap();
+        assert_eq!(answer["model"], "cheap");
+    }
+    for bad in [r#"{"workers": 0}"#, r#"{"workers": 100000}"#, r#"{"threads": 2}"#, "nope"] {
+        let response = sandbox
+            .client
+            .put(sandbox.url("/v1/classifier/workers"))
+            .header("content-type", "application/json")
+            .body(bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{bad}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_admin_request", "{bad}: {body}");
+    }
+    assert_eq!(sandbox.get_json("/v1/classifier").await["workers"], 1);
+    sandbox.stop().await;
+}

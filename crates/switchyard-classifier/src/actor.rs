@@ -117,6 +117,51 @@ pub async fn spawn_pool(
     Ok((pool, handle))
 }
 
+/// Most workers one node's pool may be resized to.
+pub const MAX_WORKERS: usize = 256;
+
+/// The pool's workers right now: busy with a decision, or idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSize {
+    pub workers: usize,
+    pub busy: usize,
+    pub idle: usize,
+}
+
+fn call_result<T>(result: Result<ractor::rpc::CallResult<T>, impl std::fmt::Display>) -> Result<T, ClassifierError> {
+    match result {
+        Ok(ractor::rpc::CallResult::Success(value)) => Ok(value),
+        Ok(ractor::rpc::CallResult::Timeout) => Err(ClassifierError::Unavailable("timed out".to_owned())),
+        Ok(ractor::rpc::CallResult::SenderError) => Err(ClassifierError::Unavailable("no reply".to_owned())),
+        Err(err) => Err(ClassifierError::Unavailable(err.to_string())),
+    }
+}
+
+/// How many workers the pool has (busy + idle; the factory reports the two
+/// separately, so the sum can be off by one while a job changes hands).
+pub async fn pool_size(pool: &ClassifierPool) -> Result<PoolSize, ClassifierError> {
+    let busy = call_result(pool.active_workers(None).await)?;
+    // Without a queue limit the available capacity is the idle workers.
+    let idle = call_result(pool.available_capacity(None).await)?;
+    Ok(PoolSize {
+        workers: busy + idle,
+        busy,
+        idle,
+    })
+}
+
+/// Resizes the pool to `workers` (1..=[`MAX_WORKERS`]) while it runs: new
+/// workers start at once, surplus ones stop after their current job.
+pub fn resize_pool(pool: &ClassifierPool, workers: usize) -> Result<(), ClassifierError> {
+    if !(1..=MAX_WORKERS).contains(&workers) {
+        return Err(ClassifierError::WorkerCount(workers));
+    }
+    pool.adjust_worker_pool(workers)
+        .map_err(|err| ClassifierError::Unavailable(err.to_string()))?;
+    tracing::info!(workers, "classifier pool resized");
+    Ok(())
+}
+
 /// Asks the pool for a decision.
 pub async fn classify(
     pool: &ClassifierPool,

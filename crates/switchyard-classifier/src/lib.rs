@@ -46,7 +46,7 @@ pub(crate) mod test_support {
     }
 }
 
-pub use actor::{ClassifierMsg, ClassifierPool, SharedIndexes, classify, spawn_pool};
+pub use actor::{ClassifierMsg, ClassifierPool, MAX_WORKERS, PoolSize, SharedIndexes, classify, pool_size, resize_pool, spawn_pool};
 pub use bm25::Bm25Classifier;
 pub use embedding::EmbeddingClassifier;
 pub use moe::MoeClassifier;
@@ -62,6 +62,8 @@ pub enum ClassifierError {
     NoRoutes,
     #[error("the classifier pool is not running: {0}")]
     Unavailable(String),
+    #[error("`workers` must be 1 to {max}, not {0}", max = actor::MAX_WORKERS)]
+    WorkerCount(usize),
     #[error(transparent)]
     Encoder(#[from] switchyard_encoder::EncoderError),
     #[error("MoE head {path}: {reason}; the head ships in models/moe-router (made by `switchyard train`)", path = path.display())]

@@ -88,6 +88,7 @@ impl IngressError {
             }
             IngressError::Classifier(ClassifierError::UnknownRouter(_))
             | IngressError::Ranker(RankerError::UnknownRouter(_)) => StatusCode::NOT_FOUND,
+            IngressError::Classifier(ClassifierError::WorkerCount(_)) => StatusCode::BAD_REQUEST,
             IngressError::Classifier(_)
             | IngressError::Ranker(_)
             | IngressError::Affinity(_)
@@ -115,6 +116,7 @@ impl IngressError {
                 ("invalid_request_error", "router_not_found")
             }
             IngressError::NotFound(_) => ("invalid_request_error", "not_found"),
+            IngressError::Classifier(ClassifierError::WorkerCount(_)) => ("invalid_request_error", "invalid_admin_request"),
             IngressError::MethodNotAllowed => ("invalid_request_error", "method_not_allowed"),
             IngressError::NoCandidates(_) => ("upstream_error", "no_available_models"),
             IngressError::AllFailed { .. } => ("upstream_error", "all_models_failed"),

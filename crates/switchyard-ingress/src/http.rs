@@ -36,6 +36,8 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
         .route("/v1/models", get(list_models))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/v1/classifier", get(classifier_status))
+        .route("/v1/classifier/workers", axum::routing::put(classifier_resize))
         .route("/v1/cluster", get(cluster_status))
         .route("/v1/cluster/nodes", post(cluster_add))
         .route("/v1/cluster/nodes/{id}", axum::routing::delete(cluster_remove))
@@ -464,6 +466,55 @@ async fn metrics(State(pipeline): State<AppState>) -> Result<Response, IngressEr
         text,
     )
         .into_response())
+}
+
+/// This node's classifier: its kind and the pool's workers.
+async fn classifier_json(pipeline: &Pipeline) -> Result<Value, IngressError> {
+    let size = switchyard_classifier::pool_size(&pipeline.classifier).await?;
+    Ok(json!({
+        "kind": pipeline.config.classifier.kind,
+        "workers": size.workers,
+        "busy": size.busy,
+        "idle": size.idle,
+        "max_workers": switchyard_classifier::MAX_WORKERS,
+    }))
+}
+
+/// `GET /v1/classifier`: the classifier kind and the worker pool's size.
+async fn classifier_status(State(pipeline): State<AppState>) -> Result<Json<Value>, IngressError> {
+    Ok(Json(classifier_json(&pipeline).await?))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resize {
+    workers: usize,
+}
+
+/// `PUT /v1/classifier/workers` `{"workers": N}` (admin): resizes this
+/// node's classifier pool while it serves; answers once the pool has the
+/// new size (surplus workers finish their current decision first).
+async fn classifier_resize(
+    State(pipeline): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, IngressError> {
+    check_admin(&pipeline, &headers, peer)?;
+    let bytes = body.map_err(|rejection| IngressError::Body(rejection.body_text()))?;
+    let request: Resize =
+        serde_json::from_slice(&bytes).map_err(|err| IngressError::BadAdminRequest(format!("expected {{\"workers\": N}}: {err}")))?;
+    switchyard_classifier::resize_pool(&pipeline.classifier, request.workers)?;
+    // The factory applies the resize asynchronously; wait (bounded) until
+    // it shows, so the answer reports the new pool.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let status = classifier_json(&pipeline).await?;
+        if status["workers"] == json!(request.workers) || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(status));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// `GET /v1/cluster`: this node's view of the cluster.
