@@ -143,11 +143,16 @@ impl Dispatcher {
     ) -> AttemptResult {
         let stream = request.is_stream();
         let (body, swallow_usage) = upstream_body(request, &upstream.upstream_name);
-        let body = match serde_json::to_value(&body) {
-            Ok(body) => kinds::body(upstream, body),
+        let body = match kinds::body(upstream, &body) {
+            Ok(body) => body,
             Err(err) => return AttemptResult::Failed(broken(&format!("cannot encode the request: {err}"))),
         };
-        let builder = kinds::authorize(self.client.post(kinds::url(upstream, stream)).json(&body), upstream);
+        let request = self
+            .client
+            .post(kinds::url(upstream, stream))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let builder = kinds::authorize(request, upstream);
         let started = Instant::now();
         let first_byte_deadline = deadline.min(started + self.timeouts.first_byte_timeout);
         let response = match tokio::time::timeout_at(first_byte_deadline, builder.send()).await {

@@ -10,6 +10,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use switchyard_config::ProviderKind;
 use switchyard_protocol::{anthropic, gemini};
+use switchyard_types::ChatRequest;
 
 use crate::upstream::Upstream;
 
@@ -44,14 +45,17 @@ pub(crate) fn authorize(builder: reqwest::RequestBuilder, upstream: &Upstream) -
     }
 }
 
-/// The upstream body from the OpenAI-shaped one (already carrying the
-/// upstream's model name, and the usage request when streaming).
-pub(crate) fn body(upstream: &Upstream, openai: Value) -> Value {
-    match upstream.kind {
-        ProviderKind::OpenAi => openai,
-        ProviderKind::Anthropic => anthropic::request_from_openai(&openai, &upstream.upstream_name),
-        ProviderKind::Gemini => gemini::request_from_openai(&openai),
-    }
+/// The upstream's JSON body from the OpenAI-shaped request (already
+/// carrying the upstream's model name, and the usage request when
+/// streaming). An OpenAI upstream gets the request serialized as it is; the
+/// other kinds go through a JSON tree to be translated.
+pub(crate) fn body(upstream: &Upstream, openai: &ChatRequest) -> serde_json::Result<Vec<u8>> {
+    let translated = match upstream.kind {
+        ProviderKind::OpenAi => return serde_json::to_vec(openai),
+        ProviderKind::Anthropic => anthropic::request_from_openai(&serde_json::to_value(openai)?, &upstream.upstream_name),
+        ProviderKind::Gemini => gemini::request_from_openai(&serde_json::to_value(openai)?),
+    };
+    serde_json::to_vec(&translated)
 }
 
 /// A JSON answer as an OpenAI chat completion answered by our model id.
