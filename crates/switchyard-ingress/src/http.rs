@@ -500,10 +500,7 @@ async fn classifier_resize(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, IngressError> {
-    check_admin(&pipeline, &headers, peer)?;
-    let bytes = body.map_err(|rejection| IngressError::Body(rejection.body_text()))?;
-    let request: Resize =
-        serde_json::from_slice(&bytes).map_err(|err| IngressError::BadAdminRequest(format!("expected {{\"workers\": N}}: {err}")))?;
+    let request: Resize = admin_request(&pipeline, &headers, peer, body, r#"{"workers": N}"#)?;
     switchyard_classifier::resize_pool(&pipeline.classifier, request.workers)?;
     // The factory applies the resize asynchronously; wait (bounded) until
     // it shows, so the answer reports the new pool.
@@ -544,6 +541,20 @@ fn check_admin(pipeline: &Pipeline, headers: &HeaderMap, peer: std::net::SocketA
     }
 }
 
+/// An admin call's JSON body, once the caller is allowed: `expected`
+/// shows the shape in the error when the body does not parse.
+fn admin_request<T: serde::de::DeserializeOwned>(
+    pipeline: &Pipeline,
+    headers: &HeaderMap,
+    peer: std::net::SocketAddr,
+    body: Result<Bytes, BytesRejection>,
+    expected: &str,
+) -> Result<T, IngressError> {
+    check_admin(pipeline, headers, peer)?;
+    let bytes = body.map_err(|rejection| IngressError::Body(rejection.body_text()))?;
+    serde_json::from_slice(&bytes).map_err(|err| IngressError::BadAdminRequest(format!("expected {expected}: {err}")))
+}
+
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AddNode {
@@ -560,10 +571,8 @@ async fn cluster_add(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<switchyard_cluster::ClusterStatus>, IngressError> {
-    check_admin(&pipeline, &headers, peer)?;
-    let bytes = body.map_err(|rejection| IngressError::Body(rejection.body_text()))?;
     let request: AddNode =
-        serde_json::from_slice(&bytes).map_err(|err| IngressError::BadAdminRequest(err.to_string()))?;
+        admin_request(&pipeline, &headers, peer, body, r#"{"id", "raft_addr", "http_addr"}"#)?;
     if request.id == 0 || !request.raft_addr.contains(':') || !request.http_addr.contains(':') {
         return Err(IngressError::BadAdminRequest(
             "`id` must be > 0 and `raft_addr`, `http_addr` host:port addresses".to_owned(),

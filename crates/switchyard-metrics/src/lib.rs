@@ -15,6 +15,7 @@
 //! - [`health`]: failures in a window → cooldown → probe.
 //! - [`pricing`]: the pricing URL's shapes, matching, and its poller.
 //! - [`prometheus`]: the PromQL latency source and its poller.
+//! - `poll`: the refresh loop and the key-safe GET both sources use.
 //! - [`actor`]: the `MetricsCollector` actor, single writer of all of it.
 //!
 //! [`Signals`]: switchyard_types::Signals
@@ -22,6 +23,7 @@
 pub mod actor;
 pub mod health;
 pub mod latency;
+mod poll;
 pub mod pricing;
 pub mod prometheus;
 pub mod registry;

@@ -22,7 +22,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ractor::ActorRef;
 use serde_json::Value;
@@ -194,53 +193,12 @@ pub fn display_url(url: &str) -> String {
     }
 }
 
-/// GETs `url`; errors never carry the URL (it may hold a key).
-pub(crate) async fn get(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<Vec<u8>, MetricsError> {
-    let response = client
-        .get(url)
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|err| MetricsError::Fetch(err.without_url().to_string()))?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(MetricsError::Fetch(format!("HTTP {status}")));
-    }
-    let body = response
-        .bytes()
-        .await
-        .map_err(|err| MetricsError::Fetch(err.without_url().to_string()))?;
-    Ok(body.to_vec())
-}
-
-/// Runs `refresh` now and every `every` after, casting what it returns to
-/// the collector (or, on error, `RefreshFailed` for `source`), until the
-/// collector stops or the task is aborted.
-pub(crate) async fn poll_every<F, Fut>(every: Duration, source: &'static str, collector: ActorRef<MetricsMsg>, mut refresh: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<MetricsMsg, MetricsError>>,
-{
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let message = refresh().await.unwrap_or_else(|error| MetricsMsg::RefreshFailed {
-            source,
-            error: error.to_string(),
-        });
-        if collector.cast(message).is_err() {
-            return;
-        }
-    }
-}
-
 /// Fetches the pricing URL now and every `refresh_secs` after.
 pub(crate) async fn poll(config: Arc<Config>, url: String, collector: ActorRef<MetricsMsg>) {
     let client = reqwest::Client::new();
     let pricing = &config.signals.pricing;
-    poll_every(pricing.refresh, crate::actor::PRICING, collector, || async {
-        let body = get(&client, &url, pricing.timeout).await?;
+    crate::poll::every(pricing.refresh, crate::actor::PRICING, collector, || async {
+        let body = crate::poll::get(&client, &url, pricing.timeout).await?;
         parse_prices(&body, &config).map(MetricsMsg::Prices)
     })
     .await;

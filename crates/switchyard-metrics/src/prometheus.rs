@@ -96,8 +96,8 @@ pub(crate) async fn poll(config: Arc<Config>, collector: ActorRef<MetricsMsg>) {
             return;
         }
     };
-    crate::pricing::poll_every(*refresh, crate::actor::PROMETHEUS, collector, || async {
-        let body = crate::pricing::get(&client, endpoint.as_str(), *timeout)
+    crate::poll::every(*refresh, crate::actor::PROMETHEUS, collector, || async {
+        let body = crate::poll::get(&client, endpoint.as_str(), *timeout)
             .await
             .map_err(|err| MetricsError::Prometheus(err.to_string()))?;
         parse_latency(&body, model_label, &config).map(MetricsMsg::PrometheusLatency)

@@ -24,9 +24,9 @@ use serde_json::{Value, json};
 use crate::RecordedRequest;
 use crate::completion::ChatRequest;
 use crate::server::{
-    Closed, Shared, SseSender, frame, header, json_answer, retry_after, sse, with_model,
+    Closed, Shared, SseSender, frame, header, json_answer, json_body, retry_after, sse, with_model,
 };
-use crate::shapes::{Answer, Turn, deltas, fragments, has_city, text_of, word_count};
+use crate::shapes::{Answer, Turn, deltas, fragments, has_city, prompt_of, text_of};
 
 /// An error in Anthropic's envelope; a 429 carries `retry-after`.
 fn error(status: StatusCode, message: &str) -> Response {
@@ -51,16 +51,13 @@ fn read_turn(body: &Value) -> (u64, String, Turn) {
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let system = text_of(body.get("system"));
-    let mut prompt_tokens = word_count(&system) + u64::from(!system.is_empty());
-    let mut last_user_text = String::new();
-    for message in messages {
-        let text = text_of(message.get("content"));
-        prompt_tokens += word_count(&text) + 1;
-        if message.get("role").and_then(Value::as_str) == Some("user") && !text.is_empty() {
-            last_user_text = text;
-        }
-    }
+    let (prompt_tokens, last_user_text) = prompt_of(
+        &text_of(body.get("system")),
+        messages.iter().map(|message| {
+            let from_user = message.get("role").and_then(Value::as_str) == Some("user");
+            (from_user, text_of(message.get("content")))
+        }),
+    );
     let last = messages.last();
     let tool_result = last
         .and_then(|message| message.get("content"))
@@ -98,14 +95,9 @@ pub(crate) async fn messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body: Value = match serde_json::from_slice(&body) {
+    let body = match json_body(&body, error) {
         Ok(body) => body,
-        Err(cause) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("body is not JSON: {cause}"),
-            );
-        }
+        Err(response) => return *response,
     };
     let Some(model) = body.get("model").and_then(Value::as_str).map(str::to_owned) else {
         return error(StatusCode::BAD_REQUEST, "model: Field required");

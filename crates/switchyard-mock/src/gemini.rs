@@ -25,8 +25,8 @@ use serde_json::{Value, json};
 
 use crate::RecordedRequest;
 use crate::completion::ChatRequest;
-use crate::server::{Closed, Shared, SseSender, header, json_answer, sse, with_model};
-use crate::shapes::{Answer, Turn, deltas, has_city, text_of, word_count};
+use crate::server::{Closed, Shared, SseSender, header, json_answer, json_body, sse, with_model};
+use crate::shapes::{Answer, Turn, deltas, has_city, prompt_of, text_of};
 
 /// An error in Google's envelope; a 429 says when to retry, as Google does.
 fn error(status: StatusCode, message: &str) -> Response {
@@ -67,16 +67,14 @@ fn read_turn(body: &Value) -> (u64, String, Turn) {
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let system = text_of(body.pointer("/systemInstruction/parts"));
-    let mut prompt_tokens = word_count(&system) + u64::from(!system.is_empty());
-    let mut last_user_text = String::new();
-    for content in contents {
-        let text = text_of(content.get("parts"));
-        prompt_tokens += word_count(&text) + 1;
-        if content.get("role").and_then(Value::as_str) != Some("model") && !text.is_empty() {
-            last_user_text = text;
-        }
-    }
+    // A missing role means `user`.
+    let (prompt_tokens, last_user_text) = prompt_of(
+        &text_of(body.pointer("/systemInstruction/parts")),
+        contents.iter().map(|content| {
+            let from_user = content.get("role").and_then(Value::as_str) != Some("model");
+            (from_user, text_of(content.get("parts")))
+        }),
+    );
     let last = contents.last();
     let tool_result = last
         .and_then(|content| content.get("parts"))
@@ -143,14 +141,9 @@ pub(crate) async fn generate(
         "streamGenerateContent" => (true, query.alt.as_deref() == Some("sse")),
         _ => return error(StatusCode::NOT_FOUND, &format!("unknown method `{method}`")),
     };
-    let body: Value = match serde_json::from_slice(&body) {
+    let body = match json_body(&body, error) {
         Ok(body) => body,
-        Err(cause) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("body is not JSON: {cause}"),
-            );
-        }
+        Err(response) => return *response,
     };
     if body
         .get("contents")

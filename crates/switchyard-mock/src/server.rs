@@ -189,6 +189,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// A request body as JSON, or the 400 (in the API's error shape, built by
+/// `error`) for a body that is not. Parsed by hand rather than with axum's
+/// `Json`, whose rejection is plain text.
+pub(crate) fn json_body(body: &[u8], error: fn(StatusCode, &str) -> Response) -> Result<Value, Box<Response>> {
+    serde_json::from_slice(body)
+        .map_err(|cause| Box::new(error(StatusCode::BAD_REQUEST, &format!("body is not JSON: {cause}"))))
+}
+
 /// A header's value, when it is present and text.
 pub(crate) fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -234,16 +242,9 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    // Parsed by hand rather than with `Json` so that malformed bodies get an
-    // OpenAI-shaped 400 instead of axum's plain-text rejection.
-    let body: Value = match serde_json::from_slice(&body) {
+    let body = match json_body(&body, error_response) {
         Ok(body) => body,
-        Err(error) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                &format!("body is not JSON: {error}"),
-            );
-        }
+        Err(response) => return *response,
     };
     let request = match ChatRequest::parse(&body) {
         Ok(request) => request,

@@ -126,6 +126,22 @@ pub(crate) fn text_of(content: Option<&Value>) -> String {
     }
 }
 
+/// The prompt's size and the text the answer echoes, for the Anthropic and
+/// Gemini shapes: one token per word, plus one for a non-empty system
+/// prompt and one per message (`(is the user's, text)`), and the last
+/// non-empty user text.
+pub(crate) fn prompt_of(system: &str, messages: impl Iterator<Item = (bool, String)>) -> (u64, String) {
+    let mut tokens = word_count(system) + u64::from(!system.is_empty());
+    let mut last_user_text = String::new();
+    for (from_user, text) in messages {
+        tokens += word_count(&text) + 1;
+        if from_user && !text.is_empty() {
+            last_user_text = text;
+        }
+    }
+    (tokens, last_user_text)
+}
+
 /// Whether a JSON schema has a `city` property.
 pub(crate) fn has_city(schema: Option<&Value>) -> bool {
     schema

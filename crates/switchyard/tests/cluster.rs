@@ -174,6 +174,13 @@ affinity: {{ ttl_secs: 3600 }}
         response.json().await.ok()
     }
 
+    /// The end of every node's log, on stderr (for a failing test).
+    fn print_logs(&self) {
+        for node in &self.nodes {
+            eprintln!("--- node {} ---\n{}", node.id, node.log_tail());
+        }
+    }
+
     /// Waits until `check` holds, printing the nodes' logs if it never does.
     async fn wait_for(&self, what: &str, deadline: Duration, mut check: impl AsyncFnMut(&Cluster) -> bool) {
         let start = Instant::now();
@@ -183,9 +190,7 @@ affinity: {{ ttl_secs: 3600 }}
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        for node in &self.nodes {
-            eprintln!("--- node {} ---\n{}", node.id, node.log_tail());
-        }
+        self.print_logs();
         panic!("timed out after {deadline:?} waiting for {what}");
     }
 
@@ -251,9 +256,7 @@ affinity: {{ ttl_secs: 3600 }}
         match self.chat(id, session, text).await {
             Ok(model) => model,
             Err(err) => {
-                for node in &self.nodes {
-                    eprintln!("--- node {} ---\n{}", node.id, node.log_tail());
-                }
+                self.print_logs();
                 panic!("session {session} through node {id}: {err}");
             }
         }
