@@ -20,8 +20,8 @@ mod validate;
 
 pub use model::{
     AffinityConfig, ClassifierConfig, ClusterConfig, Config, DemoMode, DispatchConfig, EncoderBackend, HealthConfig,
-    ImplicitSessions, LatencySource, Model, PeerConfig, Price, PricingConfig, Provider, ProviderKind, Router, Secret, SelectionPolicy,
-    ServerConfig, SignalsConfig, Task,
+    ImplicitSessions, LatencySource, Model, PeerConfig, Price, PricingConfig, Provider, ProviderKind, RemoteClassifierConfig, Roles, Router,
+    Secret, SelectionPolicy, ServerConfig, SignalsConfig, Task,
 };
 
 pub use validate::DEFAULT_LATENCY_QUERY;

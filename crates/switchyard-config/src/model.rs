@@ -148,6 +148,17 @@ pub struct ClassifierConfig {
     /// Score below which a request goes to `other`; each classifier has its
     /// own scale and default.
     pub other_threshold: Option<f32>,
+    pub remote: RemoteClassifierConfig,
+}
+
+/// How an ingress node uses classifier nodes (`classifier.remote`).
+#[derive(Debug, Clone)]
+pub struct RemoteClassifierConfig {
+    pub timeout: Duration,
+    pub max_batch: usize,
+    pub register_every: Duration,
+    /// Classifier kind kept by an ingress node without the `classifier` role.
+    pub fallback: String,
 }
 
 /// When a request without `X-Model-Affinity` gets a session key of its own
@@ -237,6 +248,41 @@ pub struct ClusterConfig {
     pub snapshot_every: u64,
     /// Bearer token of the admin endpoints (from `admin_token_env`).
     pub admin_token: Option<Secret>,
+    pub roles: Roles,
+    /// Cluster gRPC addresses to register classifier workers with.
+    pub seeds: Vec<String>,
+}
+
+/// What a node does (`cluster.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Serves the public API.
+    pub ingress: bool,
+    /// A raft member: holds the replicated pins and routers.
+    pub voter: bool,
+    /// Runs classifier workers and serves them over gRPC.
+    pub classifier: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles {
+        ingress: true,
+        voter: true,
+        classifier: true,
+    };
+
+    /// Only `classifier`: no raft, no public API.
+    pub fn classifier_only(self) -> bool {
+        self.classifier && !self.ingress && !self.voter
+    }
+
+    /// The role names, for logs and status.
+    pub fn names(self) -> Vec<&'static str> {
+        [(self.ingress, "ingress"), (self.voter, "voter"), (self.classifier, "classifier")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

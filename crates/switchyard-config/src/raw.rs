@@ -135,6 +135,26 @@ pub struct RawClassifier {
     pub context_tokens: Option<usize>,
     /// Longest encoder input per message, in tokens.
     pub max_message_tokens: Option<usize>,
+    /// Classification spread over classifier nodes.
+    #[serde(default)]
+    pub remote: RawRemoteClassifier,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemoteClassifier {
+    /// How long an ingress node waits for a remote classifier node before
+    /// it classifies locally instead; 250 by default.
+    pub timeout_ms: Option<u64>,
+    /// Most conversations sent to a classifier node in one call; 32 by default.
+    pub max_batch: Option<usize>,
+    /// How often a classifier node renews its registration; 1000 by
+    /// default. A registration not renewed for three periods expires.
+    pub register_every_ms: Option<u64>,
+    /// The classifier an ingress node without the `classifier` role keeps
+    /// for when no classifier node answers in time: `embedding` (default),
+    /// `lexical` or `moe`.
+    pub fallback: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,6 +215,16 @@ pub struct RawCluster {
     /// Name of the environment variable holding the bearer token of the
     /// cluster admin endpoints; without it they accept only loopback callers.
     pub admin_token_env: Option<String>,
+    /// What this node does: any of `ingress` (serves the public API),
+    /// `voter` (a raft member holding the replicated pins and routers) and
+    /// `classifier` (runs classifier workers, and serves them over gRPC to
+    /// the ingress nodes). All three by default.
+    pub roles: Option<Vec<String>>,
+    /// Cluster gRPC addresses (`host:port`) a node registers its classifier
+    /// workers with; the nodes answering tell it the rest of the cluster.
+    /// Required on a node whose only role is `classifier`.
+    #[serde(default)]
+    pub seeds: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

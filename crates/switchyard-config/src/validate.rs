@@ -10,8 +10,8 @@ use switchyard_types::OTHER_ROUTE;
 use crate::ConfigError;
 use crate::model::{
     AffinityConfig, ClassifierConfig, ClusterConfig, Config, DemoMode, DispatchConfig, EncoderBackend, HealthConfig,
-    ImplicitSessions, LatencySource, Model, PeerConfig, Price, PricingConfig, Provider, ProviderKind, Router, Secret, SelectionPolicy,
-    ServerConfig, SignalsConfig, Task,
+    ImplicitSessions, LatencySource, Model, PeerConfig, Price, PricingConfig, Provider, ProviderKind, RemoteClassifierConfig, Roles, Router,
+    Secret, SelectionPolicy, ServerConfig, SignalsConfig, Task,
 };
 use crate::raw::{RawConfig, RawModel, RawPrice, RawProvider, RawRouter};
 
@@ -232,6 +232,7 @@ fn cluster(raw: &RawConfig, env: &HashMap<String, String>) -> Result<ClusterConf
             }
         },
     };
+    let roles = roles(c)?;
     let node_id = positive(c.node_id, 1, "cluster.node_id")?;
     let listen_text = c.listen.as_deref().unwrap_or("127.0.0.1:0");
     let listen: SocketAddr = listen_text.parse().map_err(|_| {
@@ -301,7 +302,61 @@ fn cluster(raw: &RawConfig, env: &HashMap<String, String>) -> Result<ClusterConf
         election_timeout_max: Duration::from_millis(election_max),
         snapshot_every: positive(c.snapshot_every, DEFAULT_SNAPSHOT_EVERY, "cluster.snapshot_every")?,
         admin_token,
+        roles,
+        seeds: c.seeds.clone(),
     })
+}
+
+fn roles(c: &crate::raw::RawCluster) -> Result<Roles, ConfigError> {
+    let Some(names) = &c.roles else {
+        return Ok(Roles::ALL);
+    };
+    let mut roles = Roles {
+        ingress: false,
+        voter: false,
+        classifier: false,
+    };
+    for name in names {
+        let slot = match name.as_str() {
+            "ingress" => &mut roles.ingress,
+            "voter" => &mut roles.voter,
+            "classifier" => &mut roles.classifier,
+            other => {
+                return Err(ConfigError::invalid(
+                    "cluster.roles",
+                    format!("unknown role `{other}`; expected ingress, voter or classifier"),
+                ));
+            }
+        };
+        if *slot {
+            return Err(ConfigError::invalid("cluster.roles", format!("`{name}` is listed twice")));
+        }
+        *slot = true;
+    }
+    if names.is_empty() {
+        return Err(ConfigError::invalid("cluster.roles", "a node needs at least one role"));
+    }
+    if roles.ingress && !roles.voter {
+        return Err(ConfigError::invalid(
+            "cluster.roles",
+            "`ingress` needs `voter`: an ingress node answers pins and routers from its own replica",
+        ));
+    }
+    if roles.classifier_only() && c.seeds.is_empty() {
+        return Err(ConfigError::invalid(
+            "cluster.seeds",
+            "a classifier-only node needs the cluster gRPC address of at least one node to register with",
+        ));
+    }
+    for seed in &c.seeds {
+        if seed.trim().is_empty() || !seed.contains(':') {
+            return Err(ConfigError::invalid(
+                "cluster.seeds",
+                format!("`{seed}` is not a host:port address"),
+            ));
+        }
+    }
+    Ok(roles)
 }
 
 fn positive(value: Option<u64>, default: u64, place: &str) -> Result<u64, ConfigError> {
@@ -664,6 +719,27 @@ fn classifier(raw: &RawConfig) -> Result<ClassifierConfig, ConfigError> {
             "classifier.context_tokens",
         )? as usize,
         max_message_tokens,
+        remote: remote_classifier(&raw.classifier.remote)?,
+    })
+}
+
+fn remote_classifier(raw: &crate::raw::RawRemoteClassifier) -> Result<RemoteClassifierConfig, ConfigError> {
+    let fallback = raw.fallback.clone().unwrap_or_else(|| "embedding".to_owned());
+    if !CLASSIFIERS.contains(&fallback.as_str()) {
+        return Err(ConfigError::invalid(
+            "classifier.remote.fallback",
+            format!("unknown classifier `{fallback}`; expected one of {}", CLASSIFIERS.join(", ")),
+        ));
+    }
+    Ok(RemoteClassifierConfig {
+        timeout: Duration::from_millis(positive(raw.timeout_ms, 250, "classifier.remote.timeout_ms")?),
+        max_batch: positive(raw.max_batch.map(|n| n as u64), 32, "classifier.remote.max_batch")? as usize,
+        register_every: Duration::from_millis(positive(
+            raw.register_every_ms,
+            1_000,
+            "classifier.remote.register_every_ms",
+        )?),
+        fallback,
     })
 }
 
