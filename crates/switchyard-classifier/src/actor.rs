@@ -16,7 +16,7 @@ use ractor::factory::{
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchyard_types::{Conversation, RouteDecision};
 
-use crate::{ClassifierError, RouterIndexes};
+use crate::{ClassifierError, RouteIndex, RouterIndexes};
 
 /// Messages the classifier pool accepts.
 #[derive(Debug)]
@@ -25,6 +25,15 @@ pub enum ClassifierMsg {
     /// carries the decision, or why there is none (unknown router).
     Classify {
         router: String,
+        conversation: Conversation,
+        reply: RpcReplyPort<Result<RouteDecision, ClassifierError>>,
+    },
+    /// Score `conversation` against a route set prepared elsewhere (a
+    /// classifier node serving an ingress node's router by its digest).
+    ClassifyWith {
+        router: String,
+        index: Arc<dyn RouteIndex>,
+        classifier: &'static str,
         conversation: Conversation,
         reply: RpcReplyPort<Result<RouteDecision, ClassifierError>>,
     },
@@ -78,6 +87,21 @@ impl Worker for ClassifierWorker {
                         .map_err(|err| ClassifierError::Unavailable(err.to_string()))
                         .and_then(|result| result);
                 // The caller may have given up (client gone); nothing to do then.
+                let _ = reply.send(decision);
+            }
+            ClassifierMsg::ClassifyWith {
+                router,
+                index,
+                classifier,
+                conversation,
+                reply,
+            } => {
+                let decision = tokio::task::spawn_blocking(move || {
+                    crate::decide_with(&router, classifier, index.as_ref(), &conversation)
+                })
+                .await
+                .map_err(|err| ClassifierError::Unavailable(err.to_string()))
+                .and_then(|result| result);
                 let _ = reply.send(decision);
             }
         }
@@ -169,16 +193,39 @@ pub async fn classify(
     conversation: Conversation,
 ) -> Result<RouteDecision, ClassifierError> {
     let router = router.to_owned();
+    ask(pool, |reply| ClassifierMsg::Classify {
+        router,
+        conversation,
+        reply,
+    })
+    .await
+}
+
+/// Asks the pool to score a conversation against a prepared route set.
+pub async fn classify_with(
+    pool: &ClassifierPool,
+    router: &str,
+    index: Arc<dyn RouteIndex>,
+    classifier: &'static str,
+    conversation: Conversation,
+) -> Result<RouteDecision, ClassifierError> {
+    let router = router.to_owned();
+    ask(pool, |reply| ClassifierMsg::ClassifyWith {
+        router,
+        index,
+        classifier,
+        conversation,
+        reply,
+    })
+    .await
+}
+
+async fn ask(
+    pool: &ClassifierPool,
+    message: impl FnOnce(RpcReplyPort<Result<RouteDecision, ClassifierError>>) -> ClassifierMsg,
+) -> Result<RouteDecision, ClassifierError> {
     let result = pool
-        .call_job(
-            (),
-            |reply| ClassifierMsg::Classify {
-                router,
-                conversation,
-                reply,
-            },
-            None,
-        )
+        .call_job((), message, None)
         .await
         .map_err(|err| ClassifierError::Unavailable(err.to_string()))?;
     match result {
@@ -205,7 +252,7 @@ mod tests {
     async fn pool_answers_concurrent_requests() {
         let config = Config::embedded_default(&HashMap::new()).unwrap();
         let classifier = crate::build(&crate::ClassifierSpec::new("lexical", None)).unwrap();
-        let indexes = RouterIndexes::prepare(&config, classifier.as_ref()).unwrap();
+        let indexes = RouterIndexes::prepare(&config, classifier).unwrap();
         let (pool, handle) = spawn_pool(Arc::new(ArcSwap::from_pointee(indexes)), 2)
             .await
             .unwrap();

@@ -19,6 +19,7 @@ pub mod bm25;
 pub mod context;
 pub mod embedding;
 pub mod moe;
+pub mod remote;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -203,31 +204,98 @@ pub fn build_sharing(
     }
 }
 
+/// A router's prepared route set, and the digest that names it.
+#[derive(Debug, Clone)]
+struct Prepared {
+    index: Arc<dyn RouteIndex>,
+    digest: String,
+}
+
 /// The prepared index of every router in a configuration.
 #[derive(Debug, Clone)]
 pub struct RouterIndexes {
-    classifier: &'static str,
-    by_router: HashMap<String, Arc<dyn RouteIndex>>,
+    classifier: Arc<dyn Classifier>,
+    by_router: HashMap<String, Prepared>,
+}
+
+/// The route specs of a configured router, in declared order.
+pub fn route_specs(router: &switchyard_config::Router) -> Vec<RouteSpec> {
+    router
+        .tasks
+        .iter()
+        .map(|task| RouteSpec {
+            name: task.name.clone(),
+            description: task.description.clone(),
+        })
+        .collect()
+}
+
+/// SHA-256 (hex) of a route set's names and descriptions: what a prepared
+/// index depends on, so equal digests can share one preparation.
+pub fn routes_digest(routes: &[RouteSpec]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for route in routes {
+        // Lengths first, so no two different lists hash the same bytes.
+        hasher.update((route.name.len() as u64).to_le_bytes());
+        hasher.update(route.name.as_bytes());
+        hasher.update((route.description.len() as u64).to_le_bytes());
+        hasher.update(route.description.as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 impl RouterIndexes {
-    pub fn prepare(config: &Config, classifier: &dyn Classifier) -> Result<Self, ClassifierError> {
-        let mut by_router = HashMap::with_capacity(config.routers.len());
-        for router in &config.routers {
-            let routes: Vec<RouteSpec> = router
-                .tasks
-                .iter()
-                .map(|task| RouteSpec {
-                    name: task.name.clone(),
-                    description: task.description.clone(),
-                })
-                .collect();
-            by_router.insert(router.name.clone(), classifier.prepare(&routes)?);
+    pub fn prepare(config: &Config, classifier: Arc<dyn Classifier>) -> Result<Self, ClassifierError> {
+        RouterIndexes {
+            classifier,
+            by_router: HashMap::new(),
+        }
+        .with_routers(&config.routers)
+    }
+
+    /// The indexes for `routers`, preparing only the route sets this one
+    /// has not prepared already: a change to one router encodes that
+    /// router's descriptions, not every router's.
+    pub fn with_routers(&self, routers: &[switchyard_config::Router]) -> Result<Self, ClassifierError> {
+        let known: HashMap<&str, &Prepared> = self
+            .by_router
+            .values()
+            .map(|prepared| (prepared.digest.as_str(), prepared))
+            .collect();
+        let mut by_router = HashMap::with_capacity(routers.len());
+        for router in routers {
+            let routes = route_specs(router);
+            let digest = routes_digest(&routes);
+            let prepared = match known.get(digest.as_str()) {
+                Some(prepared) => (*prepared).clone(),
+                None => Prepared {
+                    index: self.classifier.prepare(&routes)?,
+                    digest,
+                },
+            };
+            by_router.insert(router.name.clone(), prepared);
         }
         Ok(RouterIndexes {
-            classifier: classifier.name(),
+            classifier: Arc::clone(&self.classifier),
             by_router,
         })
+    }
+
+    /// The classifier these indexes were prepared with.
+    pub fn classifier(&self) -> &Arc<dyn Classifier> {
+        &self.classifier
+    }
+
+    /// A router's routes and their digest (what a remote classifier needs).
+    pub fn route_set(&self, router: &str) -> Option<(&[RouteSpec], &str)> {
+        self.by_router
+            .get(router)
+            .map(|prepared| (prepared.index.routes(), prepared.digest.as_str()))
     }
 
     /// Classifies a conversation for a router. Blocking: CPU work.
@@ -236,20 +304,24 @@ impl RouterIndexes {
         router: &str,
         conversation: &Conversation,
     ) -> Result<RouteDecision, ClassifierError> {
-        let index = self
+        let prepared = self
             .by_router
             .get(router)
             .ok_or_else(|| ClassifierError::UnknownRouter(router.to_owned()))?;
-        let started = std::time::Instant::now();
-        let classification = index.classify(conversation)?;
-        Ok(to_decision(
-            router,
-            self.classifier,
-            index.routes(),
-            classification,
-            started.elapsed(),
-        ))
+        decide_with(router, self.classifier.name(), prepared.index.as_ref(), conversation)
     }
+}
+
+/// Classifies a conversation against one prepared route set. Blocking.
+pub fn decide_with(
+    router: &str,
+    classifier: &str,
+    index: &dyn RouteIndex,
+    conversation: &Conversation,
+) -> Result<RouteDecision, ClassifierError> {
+    let started = std::time::Instant::now();
+    let classification = index.classify(conversation)?;
+    Ok(to_decision(router, classifier, index.routes(), classification, started.elapsed()))
 }
 
 /// Names a classification's winner and pairs each score with its route.

@@ -22,7 +22,7 @@ pub mod types;
 
 pub use backend::ReplicatedStore;
 pub use node::{ClusterNode, ClusterSettings, ClusterStatus, MemberStatus, Shared};
-pub use types::{Member, NodeId};
+pub use types::{Member, NodeId, RouterTable, StoredRouter};
 
 /// Generated from `proto/switchyard/cluster/v1/cluster.proto`.
 pub mod proto {

@@ -96,8 +96,10 @@ pub(crate) fn from_unix_ms(ms: u64) -> SystemTime {
 
 impl ClusterNode {
     /// Opens the raft store, starts raft and the gRPC server, and
-    /// bootstraps the cluster when this node is the one to.
-    pub async fn start(settings: ClusterSettings) -> Result<ClusterNode, ClusterError> {
+    /// bootstraps the cluster when this node is the one to. `services` are
+    /// the node's other internal gRPC services (classification), served on
+    /// the same address beside raft's.
+    pub async fn start(settings: ClusterSettings, services: tonic::service::Routes) -> Result<ClusterNode, ClusterError> {
         std::fs::create_dir_all(&settings.data_dir)
             .map_err(|err| ClusterError::Storage(format!("{}: {err}", settings.data_dir.display())))?;
         let db = storage::open(&settings.data_dir.join("raft.redb"))?;
@@ -138,9 +140,11 @@ impl ClusterNode {
             state,
         });
         let (shutdown, mut stop) = watch::channel(false);
-        let server = tonic::transport::Server::builder()
+        let services = services
             .add_service(proto::raft_server::RaftServer::new(RaftService::new(Arc::clone(&shared))))
-            .add_service(proto::cluster_server::ClusterServer::new(ClusterService::new(Arc::clone(&shared))))
+            .add_service(proto::cluster_server::ClusterServer::new(ClusterService::new(Arc::clone(&shared))));
+        let server = tonic::transport::Server::builder()
+            .add_routes(services)
             // No Nagle: a forwarded write is one small request and one small
             // reply, which Nagle plus delayed ACKs held back 40 ms.
             .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
@@ -285,6 +289,47 @@ impl Shared {
     /// A session's live pin in this node's state machine (the fast path).
     pub fn local_pin(&self, key: &PinKey, now: SystemTime) -> Option<Pin> {
         self.pins().pins.as_ref().and_then(|table| table.get(key, now))
+    }
+
+    /// The routers made through the admin API, as this node has applied them.
+    pub fn routers(&self) -> crate::types::RouterTable {
+        self.pins().routers.clone()
+    }
+
+    /// The log index of the last router change this node applied.
+    pub fn routers_version(&self) -> u64 {
+        self.pins().routers.version
+    }
+
+    /// Stores a router through the log (from any node). `Ok(None)`: with
+    /// `create`, a router of that name exists already. Otherwise the
+    /// version it was stored at.
+    pub async fn put_router(&self, name: &str, definition: String, create: bool) -> Result<Option<u64>, ClusterError> {
+        let command = Command::PutRouter {
+            name: name.to_owned(),
+            definition,
+            create,
+            now: SystemTime::now(),
+        };
+        match self.write(command).await? {
+            CommandResponse::RouterStored(version) => Ok(Some(version)),
+            CommandResponse::RouterExists => Ok(None),
+            other => Err(ClusterError::Raft(format!("unexpected reply to a router write: {other:?}"))),
+        }
+    }
+
+    /// Deletes a router made through the admin API: the version of the
+    /// deletion, `None` when there was no such router.
+    pub async fn delete_router(&self, name: &str) -> Result<Option<u64>, ClusterError> {
+        let command = Command::DeleteRouter {
+            name: name.to_owned(),
+            now: SystemTime::now(),
+        };
+        match self.write(command).await? {
+            CommandResponse::RouterStored(version) => Ok(Some(version)),
+            CommandResponse::Count(_) => Ok(None),
+            other => Err(ClusterError::Raft(format!("unexpected reply to a router delete: {other:?}"))),
+        }
     }
 
     pub fn pin_count(&self) -> usize {

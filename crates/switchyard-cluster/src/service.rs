@@ -69,6 +69,11 @@ pub(crate) fn write_request(command: &Command) -> proto::WriteRequest {
             }),
         ),
         Command::Purge { now } => (now, Wire::Purge(proto::Purge {})),
+        Command::PutRouter { now, .. } | Command::DeleteRouter { now, .. } => (
+            now,
+            // Encoding a plain enum of strings and a time cannot fail.
+            Wire::Encoded(encode(command).unwrap_or_default()),
+        ),
     };
     proto::WriteRequest {
         now_unix_ms: unix_ms(*now),
@@ -92,6 +97,14 @@ fn command_from_proto(request: proto::WriteRequest) -> Result<Command, Status> {
             now,
         }),
         Some(Wire::Purge(_)) => Ok(Command::Purge { now }),
+        Some(Wire::Encoded(bytes)) => {
+            let command: Command =
+                decode(&bytes).map_err(|err| Status::invalid_argument(format!("undecodable command: {err}")))?;
+            if !command.is_router_command() {
+                return Err(Status::invalid_argument("only router commands travel encoded"));
+            }
+            Ok(command)
+        }
         None => Err(Status::invalid_argument("missing command")),
     }
 }
@@ -103,6 +116,7 @@ pub(crate) fn write_response(reply: proto::WriteReply) -> Result<Option<CommandR
         Some(Outcome::Pin(pin)) => Ok(Some(CommandResponse::Pin(pin_from_proto(pin)))),
         Some(Outcome::Count(count)) => Ok(Some(CommandResponse::Count(count))),
         Some(Outcome::Leader(_)) => Ok(None),
+        Some(Outcome::Encoded(bytes)) => decode(&bytes).map(Some).map_err(ClusterError::Peer),
         None => Err(ClusterError::Peer("empty write reply".to_owned())),
     }
 }
@@ -228,10 +242,16 @@ impl proto::cluster_server::Cluster for ClusterService {
     async fn write(&self, request: Request<proto::WriteRequest>) -> Result<Response<proto::WriteReply>, Status> {
         use proto::write_reply::Outcome;
         let command = command_from_proto(request.into_inner())?;
+        let encoded = command.is_router_command();
         let outcome = match self.shared.propose_local(command).await.map_err(status_from_error)? {
+            Ok(response) if encoded => Outcome::Encoded(
+                encode(&response).map_err(|err| Status::internal(format!("unencodable reply: {err}")))?,
+            ),
             Ok(CommandResponse::Pin(pin)) => Outcome::Pin(pin_to_proto(&pin)),
             Ok(CommandResponse::Count(count)) => Outcome::Count(count),
-            Ok(CommandResponse::Nothing) => Outcome::Count(0),
+            Ok(CommandResponse::Nothing | CommandResponse::RouterStored(_) | CommandResponse::RouterExists) => {
+                Outcome::Count(0)
+            }
             Err(leader) => Outcome::Leader(leader.unwrap_or(0)),
         };
         Ok(Response::new(proto::WriteReply { outcome: Some(outcome) }))

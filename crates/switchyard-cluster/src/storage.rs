@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use switchyard_affinity::PinTable;
 
 use crate::ClusterError;
-use crate::types::{CommandResponse, Entry, decode, encode, LogId, Member, NodeId, StorageError, TypeConfig, apply};
+use crate::types::{CommandResponse, Entry, LogId, Member, NodeId, RouterTable, StorageError, TypeConfig, apply, apply_router, decode, encode};
 
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -244,6 +244,8 @@ pub struct StateData {
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership<NodeId, Member>,
     pub pins: Option<PinTable>,
+    /// Routers made through the admin API.
+    pub routers: RouterTable,
 }
 
 /// A snapshot as persisted: its meta and the encoded [`StateData`].
@@ -346,6 +348,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             state.last_applied = Some(entry.log_id);
             let response = match &entry.payload {
                 EntryPayload::Blank => CommandResponse::Nothing,
+                EntryPayload::Normal(command) if command.is_router_command() => {
+                    apply_router(&mut state.routers, command, entry.log_id.index)
+                }
                 EntryPayload::Normal(command) => {
                     apply(state.pins.get_or_insert_with(|| PinTable::new(max_sessions)), command)
                 }

@@ -44,6 +44,36 @@ pub enum Command {
     Repin { key: PinKey, model: String, now: SystemTime },
     /// Drop every pin expired at `now`.
     Purge { now: SystemTime },
+    /// Store a router made through the admin API. `definition` is its
+    /// JSON, validated by the proposer; every node validates it again
+    /// against its own models before serving it. With `create`, an existing
+    /// router of that name is left alone.
+    PutRouter {
+        name: String,
+        definition: String,
+        create: bool,
+        now: SystemTime,
+    },
+    /// Drop a router made through the admin API.
+    DeleteRouter { name: String, now: SystemTime },
+}
+
+/// A router made through the admin API, as the log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRouter {
+    /// Its definition, JSON in the config file's router shape.
+    pub definition: String,
+    /// The log index that stored this definition: bumps on every change.
+    pub version: u64,
+    pub updated_at: SystemTime,
+}
+
+/// The routers made through the admin API, and the log index of the last
+/// change to them (0: never changed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterTable {
+    pub routers: std::collections::BTreeMap<String, StoredRouter>,
+    pub version: u64,
 }
 
 /// What applying a [`Command`] returned.
@@ -54,8 +84,14 @@ pub enum CommandResponse {
     Nothing,
     /// The pin in force after a set-if-absent.
     Pin(Pin),
-    /// Repin: 1 if a live pin moved. Purge: pins dropped.
+    /// Repin: 1 if a live pin moved. Purge: pins dropped. DeleteRouter: 0
+    /// when there was no such router.
     Count(u64),
+    /// PutRouter stored the router, or DeleteRouter removed it, at this
+    /// version (log index).
+    RouterStored(u64),
+    /// PutRouter with `create`: a router of that name exists already.
+    RouterExists,
 }
 
 /// The one encoding of what goes on disk (log entries, vote, snapshots)
@@ -85,6 +121,49 @@ pub fn apply(table: &mut PinTable, command: &Command) -> CommandResponse {
         }
         Command::Repin { key, model, now } => CommandResponse::Count(u64::from(table.repin(key, model.clone(), *now))),
         Command::Purge { now } => CommandResponse::Count(table.purge(*now) as u64),
+        // Router commands change the router table; see [`apply_router`].
+        Command::PutRouter { .. } | Command::DeleteRouter { .. } => CommandResponse::Nothing,
+    }
+}
+
+/// Applies a router command at log index `index`; pin commands change nothing here.
+pub fn apply_router(table: &mut RouterTable, command: &Command, index: u64) -> CommandResponse {
+    match command {
+        Command::PutRouter {
+            name,
+            definition,
+            create,
+            now,
+        } => {
+            if *create && table.routers.contains_key(name) {
+                return CommandResponse::RouterExists;
+            }
+            table.routers.insert(
+                name.clone(),
+                StoredRouter {
+                    definition: definition.clone(),
+                    version: index,
+                    updated_at: *now,
+                },
+            );
+            table.version = index;
+            CommandResponse::RouterStored(index)
+        }
+        Command::DeleteRouter { name, .. } => {
+            if table.routers.remove(name).is_none() {
+                return CommandResponse::Count(0);
+            }
+            table.version = index;
+            CommandResponse::RouterStored(index)
+        }
+        Command::SetIfAbsent { .. } | Command::Repin { .. } | Command::Purge { .. } => CommandResponse::Nothing,
+    }
+}
+
+impl Command {
+    /// Whether the command changes routers rather than pins.
+    pub fn is_router_command(&self) -> bool {
+        matches!(self, Command::PutRouter { .. } | Command::DeleteRouter { .. })
     }
 }
 
@@ -143,6 +222,36 @@ mod tests {
         assert_eq!(results[4], CommandResponse::Count(2));
         assert_eq!(pinned, None, "purged at t0 + 61 s, as the entry says");
         assert_eq!(run(), (results, pinned));
+    }
+
+    #[test]
+    fn router_commands_create_replace_and_delete_by_log_order() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let put = |name: &str, definition: &str, create: bool| Command::PutRouter {
+            name: name.to_owned(),
+            definition: definition.to_owned(),
+            create,
+            now: t0,
+        };
+        let mut table = RouterTable::default();
+        assert_eq!(apply_router(&mut table, &put("a", "{1}", true), 5), CommandResponse::RouterStored(5));
+        // A second create of the same name (a race between two admins) loses.
+        assert_eq!(apply_router(&mut table, &put("a", "{2}", true), 6), CommandResponse::RouterExists);
+        assert_eq!(table.routers["a"].definition, "{1}");
+        assert_eq!(table.version, 5);
+        assert_eq!(apply_router(&mut table, &put("a", "{3}", false), 7), CommandResponse::RouterStored(7));
+        assert_eq!(table.routers["a"].version, 7);
+        let delete = |name: &str| Command::DeleteRouter { name: name.to_owned(), now: t0 };
+        assert_eq!(apply_router(&mut table, &delete("nope"), 8), CommandResponse::Count(0));
+        assert_eq!(table.version, 7, "deleting nothing changes nothing");
+        assert_eq!(apply_router(&mut table, &delete("a"), 9), CommandResponse::RouterStored(9));
+        assert!(table.routers.is_empty());
+        assert_eq!(table.version, 9);
+        // Pin commands leave routers alone, router commands leave pins alone.
+        let mut pins = PinTable::new(10);
+        assert_eq!(apply(&mut pins, &put("b", "{}", false)), CommandResponse::Nothing);
+        assert_eq!(pins.len(), 0);
+        assert_eq!(apply_router(&mut table, &Command::Purge { now: t0 }, 10), CommandResponse::Nothing);
     }
 
     #[test]

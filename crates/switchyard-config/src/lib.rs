@@ -28,6 +28,16 @@ pub use validate::DEFAULT_LATENCY_QUERY;
 
 use std::collections::HashMap;
 
+/// The configuration in force on a running node. Readers load it per
+/// request; it is swapped whole when routers change through the admin API,
+/// so a request never sees half of one router set and half of another.
+pub type LiveConfig = std::sync::Arc<arc_swap::ArcSwap<Config>>;
+
+/// A [`LiveConfig`] starting at `config`.
+pub fn live(config: Config) -> LiveConfig {
+    std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(config))
+}
+
 /// The embedded default configuration, served when `--config` is not given.
 pub const DEFAULT_CONFIG_YAML: &str = include_str!("../default.yaml");
 

@@ -300,7 +300,11 @@ pub struct Config {
     pub demo: DemoMode,
     pub providers: Vec<Provider>,
     pub models: Vec<Model>,
+    /// The routers in force: the file's, with those made through the admin
+    /// API replacing or joining them.
     pub routers: Vec<Router>,
+    /// The routers as the file defines them.
+    pub file_routers: Vec<Router>,
     pub classifier: ClassifierConfig,
     pub affinity: AffinityConfig,
     pub dispatch: DispatchConfig,
@@ -324,6 +328,34 @@ impl Config {
 
     pub fn router(&self, name: &str) -> Option<&Router> {
         self.routers.iter().find(|router| router.name == name)
+    }
+
+    /// Validates a router definition against this config's models, as
+    /// strictly as the file's routers are validated.
+    pub fn validate_router(&self, raw: &crate::raw::RawRouter) -> Result<Router, crate::ConfigError> {
+        crate::validate::one_router(raw, self)
+    }
+
+    /// This config with `api` routers (made through the admin API) in
+    /// force: each replaces the file's router of its name, or joins the
+    /// list after the file's routers.
+    pub fn with_api_routers(&self, api: Vec<Router>) -> Config {
+        let mut routers = self.file_routers.clone();
+        for router in api {
+            match routers.iter_mut().find(|existing| existing.name == router.name) {
+                Some(existing) => *existing = router,
+                None => routers.push(router),
+            }
+        }
+        Config {
+            routers,
+            ..self.clone()
+        }
+    }
+
+    /// Whether `name` is one of the file's routers.
+    pub fn is_file_router(&self, name: &str) -> bool {
+        self.file_routers.iter().any(|router| router.name == name)
     }
 
     /// True when built-in demo upstreams serve every provider.

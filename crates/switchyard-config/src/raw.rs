@@ -3,7 +3,7 @@
 //! Every struct denies unknown fields: a misspelt `selection_polcy` must
 //! stop the node at start, not silently fall back to a default.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,7 +82,8 @@ pub struct RawPrice {
     pub hourly: Option<f64>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A router as the file writes it; also the body of `POST /v1/routers`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRouter {
     pub name: String,
@@ -97,7 +98,7 @@ pub struct RawRouter {
     pub route_on_user_only: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTask {
     pub name: String,

@@ -119,6 +119,7 @@ pub(crate) fn validate(
         demo,
         providers,
         models,
+        file_routers: routers.clone(),
         routers,
         classifier,
         affinity,
@@ -566,6 +567,21 @@ fn model_list(
         ids.push(model.id.clone());
     }
     Ok(ids)
+}
+
+/// One router, checked as strictly as the file's routers are; refusals
+/// name their place from `router` (`router.tasks[0].models[1]`).
+pub(crate) fn one_router(raw: &RawRouter, config: &Config) -> Result<Router, ConfigError> {
+    routers(std::slice::from_ref(raw), &config.models, &config.model_names)
+        .map_err(|err| match err {
+            ConfigError::Invalid { place, message } => ConfigError::Invalid {
+                place: place.replacen("routers[0]", "router", 1),
+                message,
+            },
+            other => other,
+        })?
+        .pop()
+        .ok_or_else(|| ConfigError::invalid("router", "no router given"))
 }
 
 fn routers(

@@ -6,7 +6,6 @@
 //! the grace period, and only then replies.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -14,8 +13,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::router;
-use crate::pipeline::Pipeline;
 
 /// Messages the ingress accepts.
 #[derive(Debug)]
@@ -32,7 +29,9 @@ pub enum IngressMsg {
 pub struct IngressArgs {
     /// Bound by the composition root, so bind errors surface at start.
     pub listener: TcpListener,
-    pub pipeline: Arc<Pipeline>,
+    /// The routes served: [`crate::http::router`] on an ingress or voter
+    /// node, [`crate::classifier_node::router`] on a classifier node.
+    pub app: axum::Router,
     pub grace: Duration,
 }
 
@@ -59,7 +58,7 @@ impl Actor for IngressActor {
     ) -> Result<IngressState, ActorProcessingErr> {
         let addr = args.listener.local_addr()?;
         let stop = CancellationToken::new();
-        let app = router(args.pipeline);
+        let app = args.app;
         let shutdown = stop.clone();
         let server = tokio::spawn(async move {
             // Peer addresses let the admin endpoints tell loopback callers apart.

@@ -57,6 +57,16 @@ pub enum IngressError {
     Cluster(#[from] ClusterError),
     #[error("cluster admin: {0}")]
     BadAdminRequest(String),
+    #[error("{0}")]
+    InvalidRouter(switchyard_config::ConfigError),
+    #[error("a router named `{0}` exists already; PUT /v1/routers/{0} replaces it")]
+    RouterExists(String),
+    #[error("the router `{0}` is defined in the config file; change the file to remove it (a PUT stores an override, which DELETE removes)")]
+    RouterInConfigFile(String),
+    #[error("the router change was committed but this node has not applied it within {0} s; it will")]
+    RouterNotApplied(u64),
+    #[error("this node does not serve the public API (roles: {0}); send requests to an ingress node")]
+    NotIngress(String),
     #[error("the cluster admin endpoints need `Authorization: Bearer <token>` (cluster.admin_token_env), or a loopback caller when no token is set")]
     AdminForbidden,
 }
@@ -93,7 +103,10 @@ impl IngressError {
             | IngressError::Ranker(_)
             | IngressError::Affinity(_)
             | IngressError::Metrics(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            IngressError::BadAdminRequest(_) => StatusCode::BAD_REQUEST,
+            IngressError::BadAdminRequest(_) | IngressError::InvalidRouter(_) => StatusCode::BAD_REQUEST,
+            IngressError::RouterExists(_) | IngressError::RouterInConfigFile(_) => StatusCode::CONFLICT,
+            IngressError::RouterNotApplied(_) => StatusCode::GATEWAY_TIMEOUT,
+            IngressError::NotIngress(_) => StatusCode::MISDIRECTED_REQUEST,
             IngressError::AdminForbidden => StatusCode::FORBIDDEN,
             IngressError::Cluster(ClusterError::UnknownNode(_)) => StatusCode::NOT_FOUND,
             IngressError::Cluster(ClusterError::NoLeader) => StatusCode::SERVICE_UNAVAILABLE,
@@ -126,6 +139,11 @@ impl IngressError {
             | IngressError::Affinity(_)
             | IngressError::Metrics(_) => ("server_error", "internal_error"),
             IngressError::BadAdminRequest(_) => ("invalid_request_error", "invalid_admin_request"),
+            IngressError::InvalidRouter(_) => ("invalid_request_error", "invalid_router"),
+            IngressError::RouterExists(_) => ("invalid_request_error", "router_exists"),
+            IngressError::RouterInConfigFile(_) => ("invalid_request_error", "router_in_config_file"),
+            IngressError::RouterNotApplied(_) => ("server_error", "router_not_applied"),
+            IngressError::NotIngress(_) => ("invalid_request_error", "not_an_ingress_node"),
             IngressError::AdminForbidden => ("permission_error", "admin_forbidden"),
             IngressError::Cluster(ClusterError::UnknownNode(_)) => ("invalid_request_error", "node_not_found"),
             IngressError::Cluster(ClusterError::NoLeader) => ("server_error", "no_cluster_leader"),
@@ -147,6 +165,7 @@ impl IngressError {
                 Some("model".to_owned())
             }
             IngressError::BadAffinityHeader => Some("X-Model-Affinity".to_owned()),
+            IngressError::InvalidRouter(switchyard_config::ConfigError::Invalid { place, .. }) => Some(place.clone()),
             _ => None,
         };
         let mut error = json!({

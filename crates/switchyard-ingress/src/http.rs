@@ -26,16 +26,34 @@ const MAX_SESSION_LEN: usize = 256;
 
 type AppState = Arc<Pipeline>;
 
-/// Every route the node serves.
+/// Every route the node serves. A node without the `ingress` role answers
+/// the public API with 421 (send it to an ingress node) and serves the rest.
 pub fn router(pipeline: Arc<Pipeline>) -> Router {
-    let body_limit = pipeline.config.server.max_body_bytes;
-    Router::new()
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/messages", post(messages))
-        .route("/v1/route", post(route_only))
-        .route("/v1/models", get(list_models))
+    let body_limit = pipeline.config.load().server.max_body_bytes;
+    let public = if pipeline.ingress {
+        Router::new()
+            .route("/v1/chat/completions", post(chat_completions))
+            .route("/v1/messages", post(messages))
+            .route("/v1/route", post(route_only))
+            .route("/v1/models", get(list_models))
+    } else {
+        Router::new()
+            .route("/v1/chat/completions", axum::routing::any(not_ingress))
+            .route("/v1/messages", axum::routing::any(not_ingress))
+            .route("/v1/route", axum::routing::any(not_ingress))
+            .route("/v1/models", axum::routing::any(not_ingress))
+    };
+    public
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/routers", get(crate::routers::list).post(crate::routers::create))
+        .route(
+            "/v1/routers/{name}",
+            get(crate::routers::get)
+                .put(crate::routers::replace)
+                .delete(crate::routers::delete),
+        )
         .route("/v1/classifier", get(classifier_status))
         .route("/v1/classifier/workers", axum::routing::put(classifier_resize))
         .route("/v1/cluster", get(cluster_status))
@@ -45,6 +63,27 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(pipeline)
+}
+
+async fn not_ingress(State(pipeline): State<AppState>) -> IngressError {
+    IngressError::NotIngress(pipeline.config.load().cluster.roles.names().join(", "))
+}
+
+/// `GET /readyz`: 200 once the node can serve (its cluster knows a leader,
+/// so pins and routers can be written), 503 otherwise. For load balancers
+/// and Kubernetes readiness probes; `/healthz` only says the process runs.
+async fn readyz(State(pipeline): State<AppState>) -> (StatusCode, Json<Value>) {
+    let status = pipeline.cluster.status();
+    let ready = status.leader.is_some();
+    (
+        if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
+        Json(json!({
+            "ready": ready,
+            "leader": status.leader,
+            "role": status.role,
+            "roles": pipeline.config.load().cluster.roles.names(),
+        })),
+    )
 }
 
 async fn not_found(uri: axum::http::Uri) -> IngressError {
@@ -60,7 +99,7 @@ fn read_body(pipeline: &Pipeline, body: Result<Bytes, BytesRejection>) -> Result
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             IngressError::TooLarge {
-                limit: pipeline.config.server.max_body_bytes,
+                limit: pipeline.config.load().server.max_body_bytes,
             }
         } else {
             IngressError::Body(rejection.body_text())
@@ -227,14 +266,15 @@ async fn respond(pipeline: &Arc<Pipeline>, plan: &Plan, served: Served, api: Api
         route: plan.route.clone(),
         model: Some(served.model.clone()),
         outcome,
-        served_by_fallback: plan.is_fallback_model(&pipeline.config, &served.model),
+        served_by_fallback: plan.is_fallback_model(&pipeline.config.load(), &served.model),
         attempts: served.attempts,
         usage: None,
         cost: None,
         ttft: Some(served.ttft),
         total: served.ttft,
     };
-    let baseline = pipeline.config.signals.baseline_model.as_deref();
+    let config = pipeline.config.load();
+    let baseline = config.signals.baseline_model.as_deref();
     let mut cost = None;
     let mut response = match served.body {
         ServedBody::Json {
@@ -328,9 +368,10 @@ fn decorate(headers: &mut HeaderMap, pipeline: &Pipeline, plan: &Plan, model: Op
             HeaderValue::from_static(plan.affinity.as_str()),
         );
     }
+    let config = pipeline.config.load();
     let demo = model
-        .and_then(|id| pipeline.config.model(id))
-        .and_then(|m| pipeline.config.provider(&m.provider))
+        .and_then(|id| config.model(id))
+        .and_then(|m| config.provider(&m.provider))
         .is_some_and(|provider| provider.demo);
     if demo {
         headers.insert(DEMO_HEADER, HeaderValue::from_static("true"));
@@ -354,7 +395,8 @@ async fn route_only(
     let signals = pipeline.signals.load();
     let model = plan.candidates.models.first();
     let price = model.and_then(|id| signals.price(id));
-    let baseline = pipeline.config.signals.baseline_model.as_deref();
+    let config = pipeline.config.load();
+    let baseline = config.signals.baseline_model.as_deref();
     // What the chosen model saves against the baseline, per token: the
     // request's own cost is known only once it has been served.
     let savings = baseline.and_then(|baseline| {
@@ -400,7 +442,7 @@ fn price_json(price: &Price) -> Value {
 /// `GET /v1/models`: routers first (what clients are meant to call), then
 /// every model with its provider, price and availability.
 async fn list_models(State(pipeline): State<AppState>) -> Json<Value> {
-    let config = &pipeline.config;
+    let config = pipeline.config.load();
     let signals = pipeline.signals.load();
     let now = std::time::Instant::now();
     let routers = config.routers.iter().map(|router| {
@@ -470,13 +512,18 @@ async fn metrics(State(pipeline): State<AppState>) -> Result<Response, IngressEr
 
 /// This node's classifier: its kind and the pool's workers.
 async fn classifier_json(pipeline: &Pipeline) -> Result<Value, IngressError> {
-    let size = switchyard_classifier::pool_size(&pipeline.classifier).await?;
+    let size = switchyard_classifier::pool_size(pipeline.classifier.pool()).await?;
+    let indexes = pipeline.classifier.indexes().load();
     Ok(json!({
-        "kind": pipeline.config.classifier.kind,
+        "kind": indexes.classifier().name(),
         "workers": size.workers,
         "busy": size.busy,
         "idle": size.idle,
         "max_workers": switchyard_classifier::MAX_WORKERS,
+        // Whether these workers take a share of the traffic, or only
+        // answer when no classifier node can (no `classifier` role).
+        "in_spread": pipeline.classifier.local_in_spread(),
+        "remote": pipeline.classifier.registry().status(std::time::Instant::now()),
     }))
 }
 
@@ -501,7 +548,7 @@ async fn classifier_resize(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, IngressError> {
     let request: Resize = admin_request(&pipeline, &headers, peer, body, r#"{"workers": N}"#)?;
-    switchyard_classifier::resize_pool(&pipeline.classifier, request.workers)?;
+    pipeline.classifier.resize(request.workers)?;
     // The factory applies the resize asynchronously; wait (bounded) until
     // it shows, so the answer reports the new pool.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -521,8 +568,12 @@ async fn cluster_status(State(pipeline): State<AppState>) -> Json<switchyard_clu
 
 /// Membership changes are for operators: a bearer token when one is
 /// configured, otherwise callers on this machine only.
-fn check_admin(pipeline: &Pipeline, headers: &HeaderMap, peer: std::net::SocketAddr) -> Result<(), IngressError> {
-    match &pipeline.admin_token {
+pub(crate) fn check_admin(
+    admin_token: Option<&switchyard_config::Secret>,
+    headers: &HeaderMap,
+    peer: std::net::SocketAddr,
+) -> Result<(), IngressError> {
+    match admin_token {
         Some(token) => {
             let token = token.expose();
             let presented = headers
@@ -550,7 +601,7 @@ fn admin_request<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     expected: &str,
 ) -> Result<T, IngressError> {
-    check_admin(pipeline, headers, peer)?;
+    check_admin(pipeline.admin_token.as_ref(), headers, peer)?;
     let bytes = body.map_err(|rejection| IngressError::Body(rejection.body_text()))?;
     serde_json::from_slice(&bytes).map_err(|err| IngressError::BadAdminRequest(format!("expected {expected}: {err}")))
 }
@@ -598,7 +649,7 @@ async fn cluster_remove(
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<switchyard_cluster::ClusterStatus>, IngressError> {
-    check_admin(&pipeline, &headers, peer)?;
+    check_admin(pipeline.admin_token.as_ref(), &headers, peer)?;
     let id: u64 = id
         .parse()
         .map_err(|_| IngressError::BadAdminRequest(format!("`{id}` is not a node id")))?;
@@ -608,8 +659,8 @@ async fn cluster_remove(
 async fn healthz(State(pipeline): State<AppState>) -> Json<Value> {
     Json(json!({
         "status": "ok",
-        "demo": pipeline.config.demo_active(),
-        "routers": pipeline.config.routers.len(),
-        "models": pipeline.config.models.len(),
+        "demo": pipeline.config.load().demo_active(),
+        "routers": pipeline.config.load().routers.len(),
+        "models": pipeline.config.load().models.len(),
     }))
 }

@@ -9,15 +9,19 @@
 //! # Layout
 //! - [`pipeline`]: the stages composed for one request, as plain async code.
 //! - [`http`]: the axum routes and handlers.
+//! - [`routers`]: `/v1/routers`, routers made through the admin API.
+//! - [`classifier_node`]: the few routes of a classifier-only node.
 //! - [`error`]: the one place errors become HTTP statuses and OpenAI-shaped
 //!   bodies.
 //! - [`actor`]: the `Ingress` actor, owning the HTTP server's lifecycle
 //!   (bind, serve, drain on shutdown).
 
 pub mod actor;
+pub mod classifier_node;
 pub mod error;
 pub mod http;
 pub mod pipeline;
+pub mod routers;
 
 pub use actor::{IngressActor, IngressArgs, IngressMsg};
 pub use error::IngressError;

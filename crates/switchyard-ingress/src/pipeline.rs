@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use ractor::ActorRef;
 use switchyard_affinity::{AffinityMsg, Pin, PinKey};
-use switchyard_classifier::ClassifierPool;
+use switchyard_classifier::remote::Spread;
 use sha2::{Digest, Sha256};
-use switchyard_config::{Config, ImplicitSessions};
+use switchyard_config::{Config, ImplicitSessions, LiveConfig};
 use switchyard_types::{ChatMessage, Role, Turn};
 use switchyard_dispatch::Dispatcher;
 use switchyard_metrics::MetricsMsg;
@@ -30,8 +30,10 @@ pub const DIRECT_ROUTE: &str = "(direct)";
 /// Handles to every stage; one per node, shared by all requests.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
-    pub config: Arc<Config>,
-    pub classifier: ClassifierPool,
+    /// The config in force; routers change through the admin API.
+    pub config: LiveConfig,
+    /// This node's workers and the classifier nodes it spreads over.
+    pub classifier: Spread,
     pub ranker: ActorRef<RankerMsg>,
     pub affinity: ActorRef<AffinityMsg>,
     pub metrics: ActorRef<MetricsMsg>,
@@ -44,6 +46,12 @@ pub struct Pipeline {
     /// Bearer token required by the cluster admin endpoints; without one,
     /// they accept only loopback callers.
     pub admin_token: Option<switchyard_config::Secret>,
+    /// The router version (log index of the last router change) whose
+    /// routers are in force here; the routers API waits on it so that its
+    /// answer means "served on this node".
+    pub routers_applied: tokio::sync::watch::Receiver<u64>,
+    /// Whether this node serves the public API (`ingress` role).
+    pub ingress: bool,
 }
 
 /// What the client's `model` names.
@@ -94,13 +102,14 @@ impl Plan {
 impl Pipeline {
     /// Resolves the request's `model` to a router or a model id.
     pub fn target(&self, model: &str) -> Result<Target, IngressError> {
+        let config = self.config.load();
         if let Some(name) = model.strip_prefix("router:") {
-            return match self.config.router(name) {
+            return match config.router(name) {
                 Some(router) => Ok(Target::Router(router.name.clone())),
                 None => Err(IngressError::UnknownRouter(name.to_owned())),
             };
         }
-        match self.config.model(model) {
+        match config.model(model) {
             Some(found) => Ok(Target::Model(found.id.clone())),
             None => Err(IngressError::UnknownModel(model.to_owned())),
         }
@@ -144,10 +153,16 @@ impl Pipeline {
         let (route, decision, affinity) = match &pin {
             Some(pin) => (pin.route.clone(), None, AffinityStatus::Hit),
             None => {
-                let on_user_only = self.config.router(&router).is_none_or(|r| r.route_on_user_only);
+                let on_user_only = self.config.load().router(&router).is_none_or(|r| r.route_on_user_only);
                 let conversation = routed_conversation(&request.messages, on_user_only);
-                let decision =
-                    switchyard_classifier::classify(&self.classifier, &router, conversation).await?;
+                let classified = self.classifier.classify(&router, conversation).await?;
+                let _ = self.metrics.cast(MetricsMsg::Classified {
+                    target: classified.target.as_str(),
+                    fallback: classified.fallback.map(|reason| reason.as_str()),
+                    seconds: classified.elapsed.as_secs_f64(),
+                    nodes: self.classifier.registry().len(std::time::Instant::now()),
+                });
+                let decision = classified.decision;
                 let _ = self
                     .metrics
                     .cast(MetricsMsg::Decision(Box::new(decision.clone())));
@@ -199,7 +214,7 @@ impl Pipeline {
                     .and_then(serde_json::Value::as_str)
             })
             .collect();
-        match self.config.affinity.implicit_sessions {
+        match self.config.load().affinity.implicit_sessions {
             ImplicitSessions::Off => return None,
             ImplicitSessions::Auto if tools.is_empty() => return None,
             ImplicitSessions::Auto | ImplicitSessions::Always => {}
@@ -213,10 +228,11 @@ impl Pipeline {
     async fn live_pin(&self, key: &PinKey) -> Option<Pin> {
         match switchyard_affinity::lookup(&self.affinity, key.clone()).await {
             Ok(Some(pin)) => {
-                let router = self.config.router(&key.router)?;
+                let config = self.config.load();
+                let router = config.router(&key.router)?;
                 let route_exists = pin.route == switchyard_types::OTHER_ROUTE
                     || router.task(&pin.route).is_some();
-                (route_exists && self.config.model(&pin.model).is_some()).then_some(pin)
+                (route_exists && config.model(&pin.model).is_some()).then_some(pin)
             }
             Ok(None) => None,
             Err(err) => {

@@ -34,6 +34,15 @@ pub const PROMETHEUS: &str = "prometheus";
 pub enum MetricsMsg {
     /// A classifier decision (route, match or `other`, decision time).
     Decision(Box<RouteDecision>),
+    /// Where a classification ran (`local`, `remote`), how long the
+    /// ingress node waited, why it fell back if it did, and how many
+    /// classifier nodes are registered.
+    Classified {
+        target: &'static str,
+        fallback: Option<&'static str>,
+        seconds: f64,
+        nodes: usize,
+    },
     /// A session-pin lookup on a router.
     Affinity { router: String, status: AffinityStatus },
     /// A finished dispatch: outcome, tokens, cost, latency, failed
@@ -237,6 +246,12 @@ impl Actor for MetricsCollector {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             MetricsMsg::Decision(decision) => state.metrics.record_decision(&decision),
+            MetricsMsg::Classified {
+                target,
+                fallback,
+                seconds,
+                nodes,
+            } => state.metrics.record_classify(target, fallback, seconds, nodes),
             MetricsMsg::Affinity { router, status } => state.metrics.record_affinity(&router, status),
             MetricsMsg::Outcome(outcome) => {
                 state.metrics.record_outcome(&outcome);

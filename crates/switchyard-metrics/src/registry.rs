@@ -95,6 +95,17 @@ struct ClassifierLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    /// `local` (this node's workers) or `remote` (a classifier node).
+    target: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AffinityLabels {
     router: String,
     result: String,
@@ -164,6 +175,9 @@ pub struct Metrics {
     ttft: HistogramFamily<ModelLabels>,
     duration: HistogramFamily<ModelLabels>,
     decision_seconds: HistogramFamily<ClassifierLabels>,
+    classify_seconds: HistogramFamily<TargetLabels>,
+    classifier_fallbacks: Family<ReasonLabels, Counter>,
+    classifier_nodes: Gauge,
     upstream_errors: Family<ErrorLabels, Counter>,
     affinity: Family<AffinityLabels, Counter>,
     pin_writes: Family<PinWriteLabels, Counter>,
@@ -297,6 +311,24 @@ impl Metrics {
             "Time the classifier took to choose a route",
             decision_seconds.clone(),
         );
+        let classify_seconds: HistogramFamily<TargetLabels> = Family::new_with_constructor(decision_histogram);
+        registry.register(
+            "classify_seconds",
+            "Classification time as the ingress node sees it (queueing and network included), by where it ran",
+            classify_seconds.clone(),
+        );
+        let classifier_fallbacks = Family::default();
+        registry.register(
+            "classifier_fallbacks",
+            "Requests classified locally because no classifier node answered in time (timeout, error, overloaded, no_classifier)",
+            classifier_fallbacks.clone(),
+        );
+        let classifier_nodes = Gauge::default();
+        registry.register(
+            "classifier_nodes",
+            "Classifier nodes registered with this node",
+            classifier_nodes.clone(),
+        );
         let upstream_errors = Family::default();
         registry.register(
             "upstream_errors",
@@ -369,6 +401,9 @@ impl Metrics {
             ttft,
             duration,
             decision_seconds,
+            classify_seconds,
+            classifier_fallbacks,
+            classifier_nodes,
             upstream_errors,
             affinity,
         }
@@ -392,6 +427,24 @@ impl Metrics {
                 classifier: decision.classifier.clone(),
             })
             .observe(decision.elapsed.as_secs_f64());
+    }
+
+    /// Where a classification ran, how long the ingress node waited, and
+    /// why it fell back to local workers if it did.
+    pub fn record_classify(&self, target: &str, fallback: Option<&str>, seconds: f64, nodes: usize) {
+        self.classify_seconds
+            .get_or_create(&TargetLabels {
+                target: target.to_owned(),
+            })
+            .observe(seconds);
+        if let Some(reason) = fallback {
+            self.classifier_fallbacks
+                .get_or_create(&ReasonLabels {
+                    reason: reason.to_owned(),
+                })
+                .inc();
+        }
+        self.classifier_nodes.set(i64::try_from(nodes).unwrap_or(i64::MAX));
     }
 
     pub fn record_affinity(&self, router: &str, status: AffinityStatus) {

@@ -19,7 +19,8 @@ use arc_swap::ArcSwap;
 use ractor::{Actor, ActorRef};
 use switchyard_affinity::{AffinityMsg, AffinityStoreActor};
 use switchyard_cluster::{ClusterNode, ClusterSettings, Member, ReplicatedStore};
-use switchyard_classifier::{ClassifierPool, RouterIndexes};
+use switchyard_classifier::remote::{ClassifierService, Registry, RegistryService, RemoteSettings, Spread};
+use switchyard_classifier::{ClassifierPool, RouterIndexes, SharedIndexes};
 use switchyard_config::Config;
 use switchyard_dispatch::Dispatcher;
 use switchyard_ingress::{IngressActor, IngressArgs, IngressMsg, Pipeline};
@@ -27,7 +28,11 @@ use switchyard_metrics::{MetricsArgs, MetricsCollector, MetricsMsg, initial_sign
 use switchyard_mock::{MockConfig, MockServer};
 use switchyard_ranker::{RankerActor, RankerArgs, RankerMsg};
 use switchyard_types::shared_signals;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+mod classifier_node;
+mod routers;
 
 /// Why a node could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -71,21 +76,35 @@ fn actor_error(actor: &'static str) -> impl FnOnce(ractor::SpawnErr) -> NodeErro
 pub struct NodeHandle {
     addr: SocketAddr,
     config: Arc<Config>,
+    /// The HTTP server (the public API on ingress nodes).
     ingress: ActorRef<IngressMsg>,
     classifier: ClassifierPool,
-    ranker: ActorRef<RankerMsg>,
-    affinity: ActorRef<AffinityMsg>,
     metrics: ActorRef<MetricsMsg>,
-    cluster: ClusterNode,
+    /// Ranker, affinity store and raft: voter nodes only.
+    stages: Option<Stages>,
+    /// A classifier-only node's gRPC server and registration.
+    classifier_node: Option<classifier_node::Running>,
     /// Actor tasks, awaited at shutdown so nothing outlives the node.
     tasks: Vec<JoinHandle<()>>,
     /// The built-in demo upstream, when no provider has a key.
     demo: Option<MockServer>,
 }
 
+/// The stages a voter node runs beside the classifier.
+#[derive(Debug)]
+struct Stages {
+    ranker: ActorRef<RankerMsg>,
+    affinity: ActorRef<AffinityMsg>,
+    cluster: ClusterNode,
+}
+
 /// Starts a node: actors, HTTP listener and, in demo mode, the built-in
-/// demo upstream.
+/// demo upstream. A node whose only role is `classifier` starts just its
+/// workers, their gRPC service and a small HTTP server.
 pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
+    if config.cluster.roles.classifier_only() {
+        return classifier_node::start(config).await;
+    }
     std::fs::create_dir_all(&config.server.data_dir).map_err(|source| NodeError::DataDir {
         path: config.server.data_dir.display().to_string(),
         source,
@@ -119,6 +138,8 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
         None
     };
     let config = Arc::new(config);
+    let live = switchyard_config::live((*config).clone());
+    let roles = config.cluster.roles;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|source| NodeError::Bind {
@@ -143,20 +164,61 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
         None,
         RankerActor,
         RankerArgs {
-            config: Arc::clone(&config),
+            config: Arc::clone(&live),
             signals: Arc::clone(&signals),
         },
     )
     .await
     .map_err(actor_error("ranker"))?;
     tasks.push(task);
+
+    // The classifier comes before raft: its gRPC service is served beside
+    // raft's. Without the `classifier` role the node keeps a small pool of
+    // the fallback kind, for when no classifier node answers in time.
+    let (indexes, classifier, pool_workers) = if roles.classifier {
+        let spec = switchyard_classifier::ClassifierSpec::from_config(&config.classifier);
+        let (indexes, classifier) = prepare_indexes(spec, &config).await?;
+        (indexes, classifier, config.classifier.workers)
+    } else {
+        let mut spec = switchyard_classifier::ClassifierSpec::from_config(&config.classifier);
+        spec.kind.clone_from(&config.classifier.remote.fallback);
+        spec.other_threshold = None;
+        let (indexes, classifier) = prepare_indexes(spec, &config).await?;
+        (indexes, classifier, 1)
+    };
+    let (pool, task) = switchyard_classifier::spawn_pool(Arc::clone(&indexes), pool_workers).await?;
+    tasks.push(task);
+    let registry = Arc::new(Registry::new(config.classifier.remote.max_batch));
+    let cluster_shared: Arc<std::sync::OnceLock<Arc<switchyard_cluster::Shared>>> = Arc::default();
+    let members = {
+        let cluster_shared = Arc::clone(&cluster_shared);
+        Arc::new(move || {
+            cluster_shared
+                .get()
+                .map(|shared| shared.status().members.into_iter().map(|member| member.raft_addr).collect())
+                .unwrap_or_default()
+        })
+    };
+    let mut services = tonic::service::Routes::default().add_service(
+        switchyard_classifier::remote::proto::registry_server::RegistryServer::new(RegistryService::new(
+            Arc::clone(&registry),
+            members,
+        )),
+    );
+    if roles.classifier {
+        services = services.add_service(switchyard_classifier::remote::proto::classifier_server::ClassifierServer::new(
+            ClassifierService::new(pool.clone(), classifier),
+        ));
+    }
+
     // A single node is a cluster of one: the same replicated store, so
     // pins survive a restart and a node can later grow into a cluster.
     let addr = listener.local_addr().map_err(|source| NodeError::Bind {
         addr: config.server.listen,
         source,
     })?;
-    let cluster = ClusterNode::start(cluster_settings(&config, addr)).await?;
+    let cluster = ClusterNode::start(cluster_settings(&config, addr), services).await?;
+    let _ = cluster_shared.set(cluster.shared());
     tasks.push(tokio::spawn(publish_cluster_gauges(cluster.shared(), metrics.clone())));
     let (affinity, task) = Actor::spawn(
         None,
@@ -166,29 +228,27 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
     .await
     .map_err(actor_error("affinity store"))?;
     tasks.push(task);
-    // Loading the encoder reads and checks ~90 MB, and preparing encodes
-    // every route description: blocking work, kept off the runtime.
-    let spec = switchyard_classifier::ClassifierSpec::from_config(&config.classifier);
-    let for_indexes = Arc::clone(&config);
-    let indexes = tokio::task::spawn_blocking(move || {
-        let classifier = switchyard_classifier::build(&spec)?;
-        RouterIndexes::prepare(&for_indexes, classifier.as_ref())
-    })
-    .await
-    .map_err(|err| NodeError::Actor {
-        actor: "classifier",
-        message: err.to_string(),
-    })??;
-    let (classifier, task) = switchyard_classifier::spawn_pool(
-        Arc::new(ArcSwap::from_pointee(indexes)),
-        config.classifier.workers,
-    )
-    .await?;
-    tasks.push(task);
+
+    // Routers made through the admin API: in force once applied from the log.
+    let (routers_applied, routers_seen) = watch::channel(0);
+    tasks.push(tokio::spawn(routers::follow(
+        cluster.shared(),
+        Arc::clone(&live),
+        Arc::clone(&indexes),
+        routers_applied,
+    )));
+    let spread = Spread::new(
+        pool.clone(),
+        pool_workers,
+        roles.classifier,
+        indexes,
+        registry,
+        RemoteSettings::from_config(&config.classifier.remote),
+    );
 
     let pipeline = Arc::new(Pipeline {
-        config: Arc::clone(&config),
-        classifier: classifier.clone(),
+        config: Arc::clone(&live),
+        classifier: spread,
         ranker: ranker.clone(),
         affinity: affinity.clone(),
         metrics: metrics.clone(),
@@ -196,13 +256,15 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
         signals,
         cluster: cluster.shared(),
         admin_token: config.cluster.admin_token.clone(),
+        routers_applied: routers_seen,
+        ingress: roles.ingress,
     });
     let (ingress, task) = Actor::spawn(
         None,
         IngressActor,
         IngressArgs {
             listener,
-            pipeline,
+            app: switchyard_ingress::http::router(pipeline),
             grace: config.server.shutdown_grace,
         },
     )
@@ -211,6 +273,7 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
     tasks.push(task);
     tracing::info!(
         %addr,
+        roles = ?roles.names(),
         routers = config.routers.len(),
         models = config.models.len(),
         classifier = %config.classifier.kind,
@@ -221,14 +284,38 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
         addr,
         config,
         ingress,
-        classifier,
-        ranker,
-        affinity,
+        classifier: pool,
         metrics,
-        cluster,
+        stages: Some(Stages {
+            ranker,
+            affinity,
+            cluster,
+        }),
+        classifier_node: None,
         tasks,
         demo,
     })
+}
+
+/// Loads a classifier and prepares every router's index with it. Loading
+/// the encoder reads and checks ~90 MB, and preparing encodes every route
+/// description: blocking work, kept off the runtime.
+async fn prepare_indexes(
+    spec: switchyard_classifier::ClassifierSpec,
+    config: &Arc<Config>,
+) -> Result<(SharedIndexes, Arc<dyn switchyard_classifier::Classifier>), NodeError> {
+    let config = Arc::clone(config);
+    let (indexes, classifier) = tokio::task::spawn_blocking(move || {
+        let classifier = switchyard_classifier::build(&spec)?;
+        let indexes = RouterIndexes::prepare(&config, Arc::clone(&classifier))?;
+        Ok::<_, switchyard_classifier::ClassifierError>((indexes, classifier))
+    })
+    .await
+    .map_err(|err| NodeError::Actor {
+        actor: "classifier",
+        message: err.to_string(),
+    })??;
+    Ok((Arc::new(ArcSwap::from_pointee(indexes)), classifier))
 }
 
 /// The cluster settings for this node: its HTTP address is the one it bound.
@@ -301,14 +388,18 @@ impl NodeHandle {
         &self.config
     }
 
-    /// This node's cluster view.
-    pub fn cluster_status(&self) -> switchyard_cluster::ClusterStatus {
-        self.cluster.shared().status()
+    /// This node's cluster view (`None` on a classifier-only node).
+    pub fn cluster_status(&self) -> Option<switchyard_cluster::ClusterStatus> {
+        self.stages.as_ref().map(|stages| stages.cluster.shared().status())
     }
 
-    /// The gRPC address of this node's cluster services.
+    /// The gRPC address of this node's internal services.
     pub fn raft_addr(&self) -> &str {
-        self.cluster.raft_addr()
+        match (&self.stages, &self.classifier_node) {
+            (Some(stages), _) => stages.cluster.raft_addr(),
+            (None, Some(node)) => &node.grpc_addr,
+            (None, None) => "",
+        }
     }
 
     /// The built-in demo upstream, when the node runs in demo mode.
@@ -329,12 +420,19 @@ impl NodeHandle {
             _ => false,
         };
         self.ingress.stop(None);
+        if let Some(node) = self.classifier_node {
+            // Stop registering first: ingress nodes forget this node
+            // within three periods and classify elsewhere meanwhile.
+            node.shutdown().await;
+        }
         self.classifier.stop(None);
-        self.ranker.stop(None);
-        self.affinity.stop(None);
-        // Raft stops after the affinity store, its only writer; the gauge
-        // task ends with it.
-        self.cluster.shutdown().await;
+        if let Some(stages) = self.stages {
+            stages.ranker.stop(None);
+            stages.affinity.stop(None);
+            // Raft stops after the affinity store, its only writer; the
+            // gauge and router tasks end with it.
+            stages.cluster.shutdown().await;
+        }
         self.metrics.stop(None);
         for task in self.tasks {
             let _ = task.await;

@@ -107,7 +107,7 @@ async fn main() {
         None,
         RankerActor,
         RankerArgs {
-            config: Arc::clone(&config),
+            config: switchyard_config::live((*config).clone()),
             signals: Arc::clone(&signals),
         },
     )

@@ -5,7 +5,6 @@
 //! collector, so ranking needs no round trip to another actor and takes no
 //! lock.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -33,7 +32,8 @@ pub enum RankerMsg {
 /// What the ranker starts with.
 #[derive(Debug, Clone)]
 pub struct RankerArgs {
-    pub config: Arc<Config>,
+    /// The config in force (routers change through the admin API).
+    pub config: switchyard_config::LiveConfig,
     /// Published by the metrics collector; loaded on every ranking.
     pub signals: SharedSignals,
 }
@@ -63,7 +63,7 @@ impl Actor for RankerActor {
                 pinned,
                 reply,
             } => {
-                let _ = reply.send(rank_now(&state.config, &state.signals, &router, &route, pinned.as_deref()));
+                let _ = reply.send(rank_now(&state.config.load(), &state.signals, &router, &route, pinned.as_deref()));
             }
         }
         Ok(())

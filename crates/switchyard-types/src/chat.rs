@@ -61,7 +61,20 @@ impl Role {
         "function",
     ];
 
-    fn parse(name: &str) -> Option<Role> {
+    /// The role's name as the OpenAI API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::Developer => "developer",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+            Role::Function => "function",
+        }
+    }
+
+    /// A role from its API name.
+    pub fn parse(name: &str) -> Option<Role> {
         Some(match name {
             "system" => Role::System,
             "developer" => Role::Developer,
