@@ -792,6 +792,57 @@ routers:
     }
 
     #[test]
+    fn roles_default_to_all_and_are_checked() {
+        let config = load(VALID).unwrap();
+        assert_eq!(config.cluster.roles, crate::Roles::ALL);
+        assert!(!config.cluster.roles.classifier_only());
+        let with = |cluster: &str| format!("{VALID}cluster:\n{cluster}");
+        let classifier = load(&with("  roles: [classifier]\n  seeds: [\"10.0.0.1:9081\"]\n")).unwrap();
+        assert!(classifier.cluster.roles.classifier_only());
+        assert_eq!(classifier.cluster.seeds, vec!["10.0.0.1:9081".to_owned()]);
+        assert_eq!(classifier.classifier.remote.fallback, "embedding");
+        assert_eq!(classifier.classifier.remote.timeout, Duration::from_millis(250));
+        for (cluster, fault) in [
+            ("  roles: [classifier]\n", "cluster.seeds"),
+            ("  roles: [ingress]\n", "needs `voter`"),
+            ("  roles: []\n", "at least one role"),
+            ("  roles: [voter, voter]\n", "listed twice"),
+            ("  roles: [router]\n", "unknown role `router`"),
+            ("  roles: [classifier]\n  seeds: [nowhere]\n", "host:port"),
+        ] {
+            let refusal = refusal(&with(cluster));
+            assert!(refusal.contains(fault), "{cluster}: {refusal}");
+        }
+        let bad_fallback = format!("{VALID}classifier:\n  remote: {{ fallback: oracle }}\n");
+        assert!(refusal(&bad_fallback).contains("classifier.remote.fallback"));
+    }
+
+    #[test]
+    fn an_api_router_is_checked_like_the_files_and_replaces_or_joins_them() {
+        let config = load(VALID).unwrap();
+        let raw = |json: &str| serde_json::from_str::<crate::raw::RawRouter>(json).unwrap();
+        let router = config
+            .validate_router(&raw(r#"{"name": "s", "tasks": [{"name": "t", "description": "d", "models": ["alpha"]}], "fallback_models": ["b"]}"#))
+            .unwrap();
+        assert_eq!(router.tasks[0].models, vec!["a".to_owned()], "aliases resolve to ids");
+        let refusal = config
+            .validate_router(&raw(r#"{"name": "s", "tasks": [{"name": "t", "description": "d", "models": ["a", "zz"]}], "fallback_models": ["b"]}"#))
+            .unwrap_err();
+        assert!(
+            matches!(&refusal, ConfigError::Invalid { place, .. } if place == "router.tasks[0].models[1]"),
+            "{refusal}"
+        );
+        let cheap_hourly = raw(r#"{"name": "s", "tasks": [{"name": "t", "description": "d", "models": ["gpu"], "selection_policy": "cheapest"}], "fallback_models": ["b"]}"#);
+        assert!(config.validate_router(&cheap_hourly).is_err());
+        let replaced = config.with_api_routers(vec![crate::Router { name: "r".to_owned(), ..router.clone() }, router]);
+        assert_eq!(replaced.routers.len(), 2);
+        assert_eq!(replaced.routers[0].tasks[0].name, "t", "the API's `r` replaces the file's in place");
+        assert_eq!(replaced.routers[1].name, "s");
+        assert_eq!(replaced.file_routers[0].tasks[0].name, "t1");
+        assert!(replaced.is_file_router("r") && !replaced.is_file_router("s"));
+    }
+
+    #[test]
     fn signals_default_to_static_prices_internal_latency_and_cooldowns() {
         let config = load(VALID).unwrap();
         assert_eq!(config.signals.pricing.url, None);
