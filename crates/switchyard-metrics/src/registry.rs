@@ -317,7 +317,12 @@ impl Metrics {
             "Classification time as the ingress node sees it (queueing and network included), by where it ran",
             classify_seconds.clone(),
         );
-        let classifier_fallbacks = Family::default();
+        let classifier_fallbacks: Family<ReasonLabels, Counter> = Family::default();
+        // Every reason exported from the start: a dashboard's rate() then
+        // reads 0, not "no data", on a node that never fell back.
+        for reason in ["timeout", "error", "overloaded", "no_classifier"] {
+            let _ = classifier_fallbacks.get_or_create(&ReasonLabels { reason: reason.to_owned() });
+        }
         registry.register(
             "classifier_fallbacks",
             "Requests classified locally because no classifier node answered in time (timeout, error, overloaded, no_classifier)",
