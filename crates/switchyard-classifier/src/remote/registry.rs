@@ -88,15 +88,15 @@ impl Registry {
     pub fn register(&self, registration: &proto::Registration, now: Instant) -> Result<(), String> {
         let ttl = Duration::from_millis(registration.ttl_ms.clamp(100, 600_000));
         let mut remotes = self.lock();
-        if let Some(remote) = remotes.get_mut(&registration.addr) {
-            if !remote.queue.is_closed() {
-                remote.workers = registration.workers as usize;
-                remote.busy = registration.busy as usize;
-                remote.classifier.clone_from(&registration.classifier);
-                remote.expires = now + ttl;
-                remote.down_until = None;
-                return Ok(());
-            }
+        if let Some(remote) = remotes.get_mut(&registration.addr)
+            && !remote.queue.is_closed()
+        {
+            remote.workers = registration.workers as usize;
+            remote.busy = registration.busy as usize;
+            remote.classifier.clone_from(&registration.classifier);
+            remote.expires = now + ttl;
+            remote.down_until = None;
+            return Ok(());
         }
         let channel = super::channel(&registration.addr).map_err(|err| err.to_string())?;
         let (queue, receiver) = mpsc::channel(QUEUE_BOUND);

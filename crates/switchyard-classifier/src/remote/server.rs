@@ -50,10 +50,10 @@ impl ClassifierService {
         if let Some(slot) = slots.get(digest) {
             return Arc::clone(slot);
         }
-        if slots.len() >= PREPARED_BOUND {
-            if let Some(oldest) = order.pop_front() {
-                slots.remove(&oldest);
-            }
+        if slots.len() >= PREPARED_BOUND
+            && let Some(oldest) = order.pop_front()
+        {
+            slots.remove(&oldest);
         }
         let slot = Slot::default();
         slots.insert(digest.to_owned(), Arc::clone(&slot));
