@@ -34,6 +34,8 @@ pub async fn run(
     registered: watch::Sender<usize>,
 ) {
     let mut known: BTreeSet<String> = announce.seeds.iter().cloned().collect();
+    // Warned once per outage, not every period.
+    let mut was_registered = true;
     let mut ticker = tokio::time::interval(announce.every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -68,9 +70,12 @@ pub async fn run(
             }
         }
         let _ = registered.send(took);
-        if took == 0 {
-            tracing::warn!(seeds = ?announce.seeds, "no cluster node took this classifier node's registration");
+        if took == 0 && was_registered {
+            tracing::warn!(seeds = ?announce.seeds, "no cluster node took this classifier node's registration; retrying every period");
+        } else if took > 0 && !was_registered {
+            tracing::info!(nodes = took, "classifier node registered with the cluster");
         }
+        was_registered = took > 0;
         // Nodes that left the cluster drop out; seeds always stay.
         known = learned;
     }
