@@ -248,6 +248,29 @@ pub struct StateData {
     pub routers: RouterTable,
 }
 
+/// [`StateData`] as snapshots before routers were replicated wrote it;
+/// read so that a node upgraded in place keeps its pins.
+#[derive(Debug, Deserialize)]
+struct StateDataV1 {
+    last_applied: Option<LogId>,
+    membership: StoredMembership<NodeId, Member>,
+    pins: Option<PinTable>,
+}
+
+/// Decodes a snapshot's state, in the current layout or the one before it.
+fn decode_state(data: &[u8]) -> Result<StateData, String> {
+    decode::<StateData>(data).or_else(|err| {
+        decode::<StateDataV1>(data)
+            .map(|old| StateData {
+                last_applied: old.last_applied,
+                membership: old.membership,
+                pins: old.pins,
+                routers: RouterTable::default(),
+            })
+            .map_err(|_| err)
+    })
+}
+
 /// A snapshot as persisted: its meta and the encoded [`StateData`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredSnapshot {
@@ -270,7 +293,7 @@ impl StateMachine {
     pub fn open(db: Arc<Database>, max_sessions: usize) -> Result<StateMachine, ClusterError> {
         let stored: Option<StoredSnapshot> = read_meta(&db, SNAPSHOT).map_err(ClusterError::Storage)?;
         let mut state = match stored {
-            Some(snapshot) => decode::<StateData>(&snapshot.data).map_err(ClusterError::Storage)?,
+            Some(snapshot) => decode_state(&snapshot.data).map_err(ClusterError::Storage)?,
             None => StateData::default(),
         };
         state.pins.get_or_insert_with(|| PinTable::new(max_sessions));
@@ -380,7 +403,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let mut received: StateData = decode(&data).map_err(failed(|err| StorageIOError::read_snapshot(None, err)))?;
+        let mut received: StateData = decode_state(&data).map_err(failed(|err| StorageIOError::read_snapshot(None, err)))?;
         received.pins.get_or_insert_with(|| PinTable::new(self.max_sessions));
         let stored = StoredSnapshot {
             meta: meta.clone(),
@@ -429,6 +452,38 @@ mod tests {
     #[test]
     fn passes_the_openraft_storage_suite() {
         Suite::test_all(Fresh).unwrap();
+    }
+
+    #[test]
+    fn snapshots_of_the_layout_before_routers_still_load() {
+        #[derive(Serialize)]
+        struct Old {
+            last_applied: Option<LogId>,
+            membership: StoredMembership<NodeId, Member>,
+            pins: Option<PinTable>,
+        }
+        let t0 = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        let mut pins = PinTable::new(10);
+        let key = switchyard_affinity::PinKey { router: "r".to_owned(), session: "s".to_owned() };
+        let pin = switchyard_affinity::Pin {
+            route: "t".to_owned(),
+            model: "m".to_owned(),
+            expires_at: t0 + std::time::Duration::from_secs(60),
+        };
+        pins.set_if_absent(key.clone(), pin.clone(), t0);
+        let old = Old {
+            last_applied: Some(openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), 7)),
+            membership: StoredMembership::default(),
+            pins: Some(pins),
+        };
+        let state = decode_state(&encode(&old).unwrap()).unwrap();
+        assert_eq!(state.last_applied.map(|id| id.index), Some(7));
+        assert_eq!(state.pins.unwrap().get(&key, t0), Some(pin));
+        assert_eq!(state.routers, RouterTable::default());
+        // And the current layout round-trips.
+        let mut current = StateData::default();
+        current.routers.version = 3;
+        assert_eq!(decode_state(&encode(&current).unwrap()).unwrap().routers.version, 3);
     }
 
     #[tokio::test]
