@@ -19,7 +19,7 @@ pub mod raw;
 mod validate;
 
 pub use model::{
-    AffinityConfig, ClassifierConfig, ClusterConfig, Config, DemoMode, DispatchConfig, EncoderBackend, HealthConfig,
+    AffinityConfig, ClassifierConfig, ClusterConfig, Config, DecisionsConfig, DemoMode, DispatchConfig, EncoderBackend, HealthConfig,
     ImplicitSessions, LatencySource, Model, PeerConfig, Price, PricingConfig, Provider, ProviderKind, RemoteClassifierConfig, Roles, Router,
     Secret, SelectionPolicy, ServerConfig, SignalsConfig, Task,
 };

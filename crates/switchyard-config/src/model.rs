@@ -253,6 +253,17 @@ pub struct ClusterConfig {
     pub seeds: Vec<String>,
 }
 
+/// The decision log (`decisions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionsConfig {
+    pub enabled: bool,
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub segments: usize,
+    /// 0: no preview, only the prompt's hash.
+    pub preview_chars: usize,
+}
+
 /// What a node does (`cluster.roles`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Roles {
@@ -310,6 +321,7 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     pub cluster: ClusterConfig,
     pub signals: SignalsConfig,
+    pub decisions: DecisionsConfig,
     /// Model id or alias → index in `models`.
     pub(crate) model_names: HashMap<String, usize>,
 }

@@ -32,6 +32,26 @@ pub struct RawConfig {
     pub cluster: RawCluster,
     #[serde(default)]
     pub signals: RawSignals,
+    #[serde(default)]
+    pub decisions: RawDecisions,
+}
+
+/// The decision log (`GET /v1/decisions`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDecisions {
+    /// On by default.
+    pub enabled: Option<bool>,
+    /// Where the log's segment files go; `<server.data_dir>/decisions` by default.
+    pub dir: Option<String>,
+    /// The most the log keeps on disk, in bytes (64 MiB by default); the
+    /// oldest decisions go first.
+    pub max_bytes: Option<u64>,
+    /// Files the budget is split over (8 by default).
+    pub segments: Option<usize>,
+    /// Characters of the routed message kept as a preview (80 by default);
+    /// 0 keeps none (only its SHA-256).
+    pub preview_chars: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

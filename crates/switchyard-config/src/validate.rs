@@ -9,7 +9,7 @@ use switchyard_types::OTHER_ROUTE;
 
 use crate::ConfigError;
 use crate::model::{
-    AffinityConfig, ClassifierConfig, ClusterConfig, Config, DemoMode, DispatchConfig, EncoderBackend, HealthConfig,
+    AffinityConfig, ClassifierConfig, ClusterConfig, Config, DecisionsConfig, DemoMode, DispatchConfig, EncoderBackend, HealthConfig,
     ImplicitSessions, LatencySource, Model, PeerConfig, Price, PricingConfig, Provider, ProviderKind, RemoteClassifierConfig, Roles, Router,
     Secret, SelectionPolicy, ServerConfig, SignalsConfig, Task,
 };
@@ -113,6 +113,21 @@ pub(crate) fn validate(
     }
     let cluster = cluster(&raw, env)?;
     let signals = signals(&raw, &model_names, &models)?;
+    let decisions = DecisionsConfig {
+        enabled: raw.decisions.enabled.unwrap_or(true),
+        dir: raw
+            .decisions
+            .dir
+            .as_deref()
+            .map_or_else(|| server.data_dir.join("decisions"), PathBuf::from),
+        max_bytes: positive(raw.decisions.max_bytes, 64 * 1024 * 1024, "decisions.max_bytes")?,
+        segments: match raw.decisions.segments {
+            None => 8,
+            Some(n) if (2..=1024).contains(&n) => n,
+            Some(_) => return Err(ConfigError::invalid("decisions.segments", "must be 2 to 1024")),
+        },
+        preview_chars: raw.decisions.preview_chars.unwrap_or(80),
+    };
     Ok(Config {
         server,
         prices_as_of: raw.prices_as_of,
@@ -126,6 +141,7 @@ pub(crate) fn validate(
         dispatch,
         cluster,
         signals,
+        decisions,
         model_names,
     })
 }

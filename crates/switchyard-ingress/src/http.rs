@@ -47,6 +47,7 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/v1/decisions", get(decisions))
         .route("/v1/routers", get(crate::routers::list).post(crate::routers::create))
         .route(
             "/v1/routers/{name}",
@@ -63,6 +64,72 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(pipeline)
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionParams {
+    router: Option<String>,
+    route: Option<String>,
+    model: Option<String>,
+    /// Unix seconds (fractions allowed) or RFC 3339 (`2026-11-27T10:00:00Z`).
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The most lines one `GET /v1/decisions` returns.
+const DECISIONS_LIMIT: usize = 100_000;
+
+fn since_ms(since: &str) -> Result<u64, IngressError> {
+    if let Ok(seconds) = since.parse::<f64>()
+        && seconds.is_finite()
+        && seconds >= 0.0
+    {
+        // Rounded: 1795742353.648 is 1795742353647.9999 ms in floating point.
+        return Ok((seconds * 1000.0).round() as u64);
+    }
+    humantime::parse_rfc3339_weak(since)
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|since| since.as_millis() as u64)
+        .ok_or_else(|| {
+            IngressError::BadAdminRequest(format!(
+                "`since` must be Unix seconds or an RFC 3339 time like 2026-11-27T10:00:00Z, not `{since}`"
+            ))
+        })
+}
+
+/// `GET /v1/decisions?route=other&since=...` (admin): the decision log as
+/// JSON lines, oldest first (`limit`: the most recent N, 1000 by default).
+async fn decisions(
+    State(pipeline): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<DecisionParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, IngressError> {
+    check_admin(pipeline.admin_token.as_ref(), &headers, peer)?;
+    let axum::extract::Query(params) = query.map_err(|rejection| IngressError::BadAdminRequest(rejection.body_text()))?;
+    let log = pipeline
+        .decisions
+        .as_ref()
+        .ok_or_else(|| IngressError::NotFound("the decision log is off (decisions.enabled: false)".to_owned()))?;
+    let limit = params.limit.unwrap_or(1_000);
+    if !(1..=DECISIONS_LIMIT).contains(&limit) {
+        return Err(IngressError::BadAdminRequest(format!("`limit` must be 1 to {DECISIONS_LIMIT}")));
+    }
+    let query = switchyard_metrics::DecisionQuery {
+        since_ms: params.since.as_deref().map(since_ms).transpose()?,
+        router: params.router,
+        route: params.route,
+        model: params.model,
+        limit: Some(limit),
+    };
+    let lines = switchyard_metrics::query_decisions(log, query).await?;
+    let mut body = lines.join("\n");
+    if !body.is_empty() {
+        body.push('\n');
+    }
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"))], body).into_response())
 }
 
 async fn not_ingress(State(pipeline): State<AppState>) -> IngressError {
@@ -205,7 +272,7 @@ async fn serve(pipeline: &Arc<Pipeline>, request: &ChatRequest, session: Option<
                     },
                 ),
             };
-            pipeline.report(DispatchOutcome {
+            pipeline.report(&plan, DispatchOutcome {
                 router: plan.router().map(str::to_owned),
                 route: plan.route.clone(),
                 model: None,
@@ -283,7 +350,7 @@ async fn respond(pipeline: &Arc<Pipeline>, plan: &Plan, served: Served, api: Api
             total,
         } => {
             cost = usage.and_then(|usage| pipeline.signals.load().cost(&served.model, usage, baseline));
-            pipeline.report(DispatchOutcome {
+            pipeline.report(plan, DispatchOutcome {
                 usage,
                 cost,
                 total,
@@ -296,6 +363,7 @@ async fn respond(pipeline: &Arc<Pipeline>, plan: &Plan, served: Served, api: Api
         }
         ServedBody::Stream(relay) => {
             let reporter = Arc::clone(pipeline);
+            let plan = plan.clone();
             let model = served.model.clone();
             let baseline = baseline.map(str::to_owned);
             tokio::spawn(async move {
@@ -309,7 +377,7 @@ async fn respond(pipeline: &Arc<Pipeline>, plan: &Plan, served: Served, api: Api
                     let cost = summary
                         .usage
                         .and_then(|usage| reporter.signals.load().cost(&model, usage, baseline.as_deref()));
-                    reporter.report(DispatchOutcome {
+                    reporter.report(&plan, DispatchOutcome {
                         usage: summary.usage,
                         cost,
                         total: summary.total,
@@ -386,6 +454,7 @@ async fn route_only(
 ) -> Result<Response, IngressError> {
     let request = parse_body(&pipeline, body)?;
     let plan = pipeline.plan(&request, session(&headers)?).await?;
+    pipeline.log_dry_run(&plan);
     let scores: Map<String, Value> = plan
         .decision
         .iter()

@@ -13,10 +13,10 @@ use sha2::{Digest, Sha256};
 use switchyard_config::{Config, ImplicitSessions, LiveConfig};
 use switchyard_types::{ChatMessage, Role, Turn};
 use switchyard_dispatch::Dispatcher;
-use switchyard_metrics::MetricsMsg;
+use switchyard_metrics::{DecisionLogMsg, MetricsMsg};
 use switchyard_ranker::RankerMsg;
 use switchyard_types::{
-    AffinityStatus, ChatRequest, Conversation, DispatchOutcome, OTHER_ROUTE, RankedCandidates, RouteDecision,
+    AffinityStatus, ChatRequest, Conversation, DecisionRecord, DispatchOutcome, OTHER_ROUTE, RankedCandidates, RouteDecision,
     SharedSignals,
 };
 use tokio::time::Instant;
@@ -52,6 +52,8 @@ pub struct Pipeline {
     pub routers_applied: tokio::sync::watch::Receiver<u64>,
     /// Whether this node serves the public API (`ingress` role).
     pub ingress: bool,
+    /// The decision log (`None` when `decisions.enabled` is false).
+    pub decisions: Option<ActorRef<DecisionLogMsg>>,
 }
 
 /// What the client's `model` names.
@@ -77,6 +79,39 @@ pub struct Plan {
     pub session: Option<(PinKey, Option<Pin>)>,
     /// Affinity + classifier + ranker time.
     pub decision_time: Duration,
+    /// The routed message as the decision log keeps it.
+    pub prompt: PromptDigest,
+}
+
+/// The routed user message, as the decision log may keep it: a hash, and a
+/// short preview unless `decisions.preview_chars` is 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptDigest {
+    pub sha256: String,
+    pub preview: Option<String>,
+}
+
+impl PromptDigest {
+    /// The last user message's digest (the last message's when none is
+    /// from the user).
+    pub fn of(messages: &[ChatMessage], preview_chars: usize) -> PromptDigest {
+        let text = messages
+            .iter()
+            .rev()
+            .find(|message| message.role == Role::User)
+            .or_else(|| messages.last())
+            .map(ChatMessage::text)
+            .unwrap_or_default();
+        let sha256 = Sha256::digest(text.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
+        let preview = (preview_chars > 0).then(|| {
+            let mut preview: String = text.chars().take(preview_chars).collect();
+            if text.chars().nth(preview_chars).is_some() {
+                preview.push('…');
+            }
+            preview
+        });
+        PromptDigest { sha256, preview }
+    }
 }
 
 impl Plan {
@@ -123,9 +158,11 @@ impl Pipeline {
     ) -> Result<Plan, IngressError> {
         let started = Instant::now();
         let target = self.target(&request.model)?;
+        let prompt = PromptDigest::of(&request.messages, self.config.load().decisions.preview_chars);
         let router = match &target {
             Target::Model(id) => {
                 return Ok(Plan {
+                    prompt,
                     route: DIRECT_ROUTE.to_owned(),
                     decision: None,
                     candidates: RankedCandidates {
@@ -187,6 +224,7 @@ impl Pipeline {
             )));
         }
         Ok(Plan {
+            prompt,
             target,
             route,
             decision,
@@ -275,8 +313,65 @@ impl Pipeline {
         });
     }
 
-    pub fn report(&self, outcome: DispatchOutcome) {
+    /// Reports a finished request: to the decision log (when on) and the
+    /// metrics collector. Fire and forget: neither is on the client's path.
+    pub fn report(&self, plan: &Plan, outcome: DispatchOutcome) {
+        if let Some(log) = &self.decisions {
+            let _ = log.cast(DecisionLogMsg::Record(Box::new(decision_record(plan, &outcome))));
+        }
         let _ = self.metrics.cast(MetricsMsg::Outcome(Box::new(outcome)));
+    }
+
+    /// Logs a decision that was not dispatched (`POST /v1/route`): outcome
+    /// `dry_run`, the first-ranked model as its model.
+    pub fn log_dry_run(&self, plan: &Plan) {
+        if let Some(log) = &self.decisions {
+            let outcome = DispatchOutcome {
+                router: plan.router().map(str::to_owned),
+                route: plan.route.clone(),
+                model: plan.candidates.models.first().cloned(),
+                outcome: switchyard_types::Outcome::Success,
+                served_by_fallback: false,
+                attempts: Vec::new(),
+                usage: None,
+                cost: None,
+                ttft: None,
+                total: Duration::ZERO,
+            };
+            let mut record = decision_record(plan, &outcome);
+            record.outcome = "dry_run".to_owned();
+            let _ = log.cast(DecisionLogMsg::Record(Box::new(record)));
+        }
+    }
+}
+
+/// One decision log line from a plan and how its request ended.
+pub fn decision_record(plan: &Plan, outcome: &DispatchOutcome) -> DecisionRecord {
+    let now = std::time::SystemTime::now();
+    let ms = |duration: Duration| duration.as_secs_f64() * 1000.0;
+    DecisionRecord {
+        time: humantime::format_rfc3339_millis(now).to_string(),
+        unix_ms: now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64),
+        router: outcome.router.clone(),
+        route: outcome.route.clone(),
+        model: outcome.model.clone(),
+        outcome: outcome.outcome.as_str().to_owned(),
+        scores: plan.decision.as_ref().map(|decision| decision.scores.clone()).unwrap_or_default(),
+        classifier: plan.decision.as_ref().map(|decision| decision.classifier.clone()),
+        affinity: plan.affinity.as_str().to_owned(),
+        fallback: outcome.served_by_fallback,
+        failed: outcome.attempts.iter().map(|attempt| attempt.model.clone()).collect(),
+        decision_ms: ms(plan.decision_time),
+        ttft_ms: outcome.ttft.map(ms),
+        latency_ms: ms(outcome.total),
+        prompt_tokens: outcome.usage.map(|usage| usage.prompt_tokens),
+        completion_tokens: outcome.usage.map(|usage| usage.completion_tokens),
+        cost_usd: outcome.cost.map(|cost| cost.usd),
+        savings_usd: outcome.cost.and_then(|cost| cost.savings_usd()),
+        prompt_sha256: plan.prompt.sha256.clone(),
+        preview: plan.prompt.preview.clone(),
     }
 }
 

@@ -17,10 +17,14 @@
 //! - [`prometheus`]: the PromQL latency source and its poller.
 //! - `poll`: the refresh loop and the key-safe GET both sources use.
 //! - [`actor`]: the `MetricsCollector` actor, single writer of all of it.
+//! - [`decisions`]: the decision log's bounded ring of JSONL files, and
+//!   [`decision_log`], the `DecisionLog` actor that owns it.
 //!
 //! [`Signals`]: switchyard_types::Signals
 
 pub mod actor;
+pub mod decision_log;
+pub mod decisions;
 pub mod health;
 pub mod latency;
 mod poll;
@@ -29,6 +33,8 @@ pub mod prometheus;
 pub mod registry;
 
 pub use actor::{MetricsArgs, MetricsCollector, MetricsMsg, PRICING, PROMETHEUS, initial_signals, render};
+pub use decision_log::{DecisionLog, DecisionLogArgs, DecisionLogMsg, query_decisions};
+pub use decisions::{DecisionQuery, DecisionRing};
 pub use latency::LatencyTracker;
 pub use pricing::{PriceUpdate, parse_prices};
 pub use registry::{ClusterGauges, METRICS_CONTENT_TYPE, Metrics};
@@ -46,4 +52,6 @@ pub enum MetricsError {
     Catalogue(String),
     #[error("Prometheus query failed: {0}")]
     Prometheus(String),
+    #[error("decision log: {0}")]
+    DecisionLog(String),
 }

@@ -96,6 +96,7 @@ struct Stages {
     ranker: ActorRef<RankerMsg>,
     affinity: ActorRef<AffinityMsg>,
     cluster: ClusterNode,
+    decisions: Option<ActorRef<switchyard_metrics::DecisionLogMsg>>,
 }
 
 /// Starts a node: actors, HTTP listener and, in demo mode, the built-in
@@ -246,7 +247,25 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
         RemoteSettings::from_config(&config.classifier.remote),
     );
 
+    let decisions = if config.decisions.enabled {
+        let (log, task) = Actor::spawn(
+            None,
+            switchyard_metrics::DecisionLog,
+            switchyard_metrics::DecisionLogArgs {
+                dir: config.decisions.dir.clone(),
+                max_bytes: config.decisions.max_bytes,
+                segments: config.decisions.segments,
+            },
+        )
+        .await
+        .map_err(actor_error("decision log"))?;
+        tasks.push(task);
+        Some(log)
+    } else {
+        None
+    };
     let pipeline = Arc::new(Pipeline {
+        decisions: decisions.clone(),
         config: Arc::clone(&live),
         classifier: spread,
         ranker: ranker.clone(),
@@ -290,6 +309,7 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
             ranker,
             affinity,
             cluster,
+            decisions,
         }),
         classifier_node: None,
         tasks,
@@ -429,6 +449,10 @@ impl NodeHandle {
         if let Some(stages) = self.stages {
             stages.ranker.stop(None);
             stages.affinity.stop(None);
+            // Stopping flushes what the log still buffers.
+            if let Some(log) = &stages.decisions {
+                log.stop(None);
+            }
             // Raft stops after the affinity store, its only writer; the
             // gauge and router tasks end with it.
             stages.cluster.shutdown().await;

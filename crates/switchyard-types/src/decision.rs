@@ -180,3 +180,46 @@ pub struct DispatchOutcome {
     #[serde(skip)]
     pub total: Duration,
 }
+
+/// One line of the decision log: what was decided for a request and how
+/// it ended. The prompt appears only as a hash and, unless turned off, a
+/// short preview.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct DecisionRecord {
+    /// RFC 3339, UTC, milliseconds.
+    pub time: String,
+    /// The same instant, milliseconds since the Unix epoch (for `since`).
+    pub unix_ms: u64,
+    /// `None` when the client named a model directly.
+    pub router: Option<String>,
+    /// Task name, `other`, or `(direct)`.
+    pub route: String,
+    /// The model that answered, if any did.
+    pub model: Option<String>,
+    /// success, failed_over, all_failed, client_error, stream_broken.
+    pub outcome: String,
+    /// The classifier's score per task (empty on an affinity hit).
+    pub scores: Vec<(String, f32)>,
+    pub classifier: Option<String>,
+    /// hit, miss or none.
+    pub affinity: String,
+    /// Whether the answering model came from the router's fallback pool.
+    pub fallback: bool,
+    /// Models that failed before the one that answered.
+    pub failed: Vec<String>,
+    /// Affinity + classification + ranking, milliseconds.
+    pub decision_ms: f64,
+    pub ttft_ms: Option<f64>,
+    /// Dispatch start to the end of the response, milliseconds.
+    pub latency_ms: f64,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub cost_usd: Option<f64>,
+    /// Baseline cost minus cost, with `signals.baseline_model`.
+    pub savings_usd: Option<f64>,
+    /// SHA-256 (hex) of the routed user message.
+    pub prompt_sha256: String,
+    /// Its first characters (`decisions.preview_chars`; absent when 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
+}

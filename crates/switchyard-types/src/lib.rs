@@ -21,6 +21,6 @@ pub use chat::{ChatMessage, ChatRequest, RequestError, Role};
 pub use conversation::{Conversation, Turn};
 pub use signals::{ModelLatency, Price, PriceOrigin, SharedSignals, Signals, shared_signals};
 pub use decision::{
-    AffinityStatus, Attempt, AttemptFailure, Cost, DispatchOutcome, OTHER_ROUTE, Outcome,
+    AffinityStatus, Attempt, AttemptFailure, Cost, DecisionRecord, DispatchOutcome, OTHER_ROUTE, Outcome,
     RankedCandidates, RouteDecision, Usage,
 };
