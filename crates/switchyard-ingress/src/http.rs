@@ -48,6 +48,7 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/decisions", get(decisions))
+        .route("/dashboard", get(dashboard))
         .route("/v1/routers", get(crate::routers::list).post(crate::routers::create))
         .route(
             "/v1/routers/{name}",
@@ -64,6 +65,28 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(pipeline)
+}
+
+/// The dashboard page: one self-contained file, compiled in.
+const DASHBOARD_HTML: &str = include_str!("dashboard.html");
+
+/// `GET /dashboard`: a live view of this node's metrics and recent
+/// decisions. The page loads nothing from elsewhere; its policy says so.
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
+                ),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        DASHBOARD_HTML,
+    )
+        .into_response()
 }
 
 #[derive(Debug, serde::Deserialize)]
