@@ -257,7 +257,8 @@ pub struct ClusterConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecisionsConfig {
     pub enabled: bool,
-    pub dir: PathBuf,
+    /// `None`: `<server.data_dir>/decisions` (see [`Config::decisions_dir`]).
+    pub dir: Option<PathBuf>,
     pub max_bytes: u64,
     pub segments: usize,
     /// 0: no preview, only the prompt's hash.
@@ -363,6 +364,13 @@ impl Config {
             routers,
             ..self.clone()
         }
+    }
+
+    /// Where the decision log lives: `decisions.dir`, or `decisions` under
+    /// the data directory (resolved here, so a data directory changed after
+    /// loading, e.g. by `serve --data-dir`, carries the log with it).
+    pub fn decisions_dir(&self) -> PathBuf {
+        self.decisions.dir.clone().unwrap_or_else(|| self.server.data_dir.join("decisions"))
     }
 
     /// Whether `name` is one of the file's routers.

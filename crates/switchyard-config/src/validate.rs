@@ -115,11 +115,7 @@ pub(crate) fn validate(
     let signals = signals(&raw, &model_names, &models)?;
     let decisions = DecisionsConfig {
         enabled: raw.decisions.enabled.unwrap_or(true),
-        dir: raw
-            .decisions
-            .dir
-            .as_deref()
-            .map_or_else(|| server.data_dir.join("decisions"), PathBuf::from),
+        dir: raw.decisions.dir.as_deref().map(PathBuf::from),
         max_bytes: positive(raw.decisions.max_bytes, 64 * 1024 * 1024, "decisions.max_bytes")?,
         segments: match raw.decisions.segments {
             None => 8,

@@ -9,7 +9,11 @@
 //! Categories: a line's `category` field when it has one; otherwise the
 //! kind of case, `single_turn` or `multi_turn`, then `/in_scope` or
 //! `/other` by its expected answer.
+//!
+//! Layout: [`compare`] sends a dataset through a running node, routed and
+//! straight to a baseline model, for cost and latency (`switchyard compare`).
 
+pub mod compare;
 pub mod corpus;
 mod dataset;
 mod report;

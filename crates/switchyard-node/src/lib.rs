@@ -252,7 +252,7 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
             None,
             switchyard_metrics::DecisionLog,
             switchyard_metrics::DecisionLogArgs {
-                dir: config.decisions.dir.clone(),
+                dir: config.decisions_dir(),
                 max_bytes: config.decisions.max_bytes,
                 segments: config.decisions.segments,
             },

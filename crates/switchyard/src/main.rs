@@ -6,6 +6,9 @@
 //! - `switchyard train` trains the `moe` head.
 //! - `switchyard cluster status|add|remove` inspects and changes a cluster
 //!   through a node's admin API.
+//! - `switchyard compare --dataset FILE --router NAME --baseline MODEL`
+//!   compares the router with one model through a running node.
+//! - `switchyard lint --config FILE` checks a config's task descriptions.
 //!
 //! Thin by design: parsing arguments and the environment, then one call
 //! into `switchyard_node` or `switchyard_eval`.
@@ -73,6 +76,46 @@ enum Command {
     },
     /// Train the `moe` classifier's head; writes it and its model card.
     Train(TrainArgs),
+    /// Compare the router with one model: each prompt of a dataset goes
+    /// through `router:<NAME>` and straight to the baseline model on a
+    /// running node; per prompt and in total: route, model, latency,
+    /// tokens, cost and the saving.
+    Compare {
+        /// JSONL in the shared format (only `messages` is needed; `id` and
+        /// `expected` are used when present).
+        #[arg(long)]
+        dataset: PathBuf,
+        /// The router (`eng` or `router:eng`).
+        #[arg(long)]
+        router: String,
+        /// The model to compare with (id or alias).
+        #[arg(long)]
+        baseline: String,
+        /// The node's HTTP address.
+        #[arg(long, default_value = switchyard_eval::compare::DEFAULT_NODE)]
+        node: String,
+        /// Write one CSV row per prompt here.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        /// Only the first N prompts.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Prompts in flight at once.
+        #[arg(long, default_value_t = switchyard_eval::compare::DEFAULT_CONCURRENCY)]
+        concurrency: usize,
+        /// Per-call timeout, seconds.
+        #[arg(long, default_value_t = switchyard_eval::compare::DEFAULT_TIMEOUT.as_secs())]
+        timeout_secs: u64,
+        /// Client API key, sent as `Authorization: Bearer`.
+        #[arg(long, env = "SWITCHYARD_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        /// Also print one line per prompt.
+        #[arg(long)]
+        per_prompt: bool,
+        /// Print the comparison as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect or change a running cluster over a node's admin API.
     Cluster {
         /// Any node's HTTP address (membership changes reach the leader).
@@ -353,6 +396,45 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("the training task failed")?,
         Command::Cluster { node, token, action } => cluster(&node, token.as_deref(), action).await,
+        Command::Compare {
+            dataset,
+            router,
+            baseline,
+            node,
+            csv,
+            limit,
+            concurrency,
+            timeout_secs,
+            api_key,
+            per_prompt,
+            json,
+        } => {
+            let options = switchyard_eval::compare::CompareOptions {
+                node,
+                limit,
+                concurrency,
+                timeout: std::time::Duration::from_secs(timeout_secs.max(1)),
+                api_key,
+                ..switchyard_eval::compare::CompareOptions::new(router, baseline)
+            };
+            let comparison = switchyard_eval::compare::compare(&dataset, &options).await?;
+            if let Some(path) = &csv {
+                let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+                comparison.write_csv(std::io::BufWriter::new(file))?;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&comparison.to_json())?);
+            } else {
+                if per_prompt {
+                    print!("{}", comparison.prompt_table());
+                }
+                print!("{}", comparison.summary_table());
+                if let Some(path) = &csv {
+                    println!("per-prompt CSV: {}", path.display());
+                }
+            }
+            Ok(())
+        }
     }
 }
 
