@@ -533,9 +533,10 @@ async fn a_rolling_restart_under_load_fails_no_request_and_loses_no_pin() {
     }
 
     // The bounded load: 6 clients, one request at a time each, 20 ms apart;
-    // each keeps 3 sessions (first turn routes to a task, later turns say
-    // "and the next step", which on its own would route elsewhere: a lost
-    // pin shows as a changed model) and sends every fourth request unpinned.
+    // each starts a session every 5 turns (first turn routes to a task,
+    // later turns say "and the next step", which on its own would route
+    // elsewhere: a lost pin shows as a changed model) and sends every fifth
+    // request unpinned.
     const CLIENTS: usize = 6;
     let rotation = Arc::new(Rotation {
         nodes: std::sync::Mutex::new(cluster.nodes.iter().map(|node| (node.id, node.url(""))).collect()),
@@ -558,10 +559,13 @@ async fn a_rolling_restart_under_load_fails_no_request_and_loses_no_pin() {
                         rotation.picks[c].fetch_add(1, Ordering::SeqCst);
                         picked
                     };
-                    let session = (turn % 4 != 3).then(|| format!("c{c}-s{}", turn % 3));
+                    // A new session every 5 turns (so pins are written
+                    // while each node, the leader included, is down), its
+                    // later turns, and every fifth request unpinned.
+                    let session = (turn % 5 != 4).then(|| format!("c{c}-{}", turn / 5));
                     let text = match &session {
                         Some(session) if first_models.contains_key(session) => "and now the next step please",
-                        _ => ASKS[(c + turn) % 3],
+                        _ => ASKS[(c + turn / 5) % 3],
                     };
                     let mut request = client
                         .post(format!("{base}/v1/chat/completions"))
@@ -656,7 +660,7 @@ async fn a_rolling_restart_under_load_fails_no_request_and_loses_no_pin() {
     }
     assert!(failures.is_empty(), "failed requests: {failures:#?}");
     assert!(changed.is_empty(), "sessions that changed model: {changed:#?}");
-    assert_eq!(pins.len(), CLIENTS * 3);
+    assert!(pins.len() >= CLIENTS * 3, "{} sessions", pins.len());
     // Every pin is on every node, as a hit.
     let leader = cluster.wait_for_leader(&[1, 2, 3]).await;
     cluster.wait_caught_up(&[1, 2, 3], leader).await;
