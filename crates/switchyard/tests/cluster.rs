@@ -9,77 +9,15 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchyard_mock::{MockConfig, MockServer};
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-/// Long enough for a node process to start on a loaded 2-core machine.
-const START_DEADLINE: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Node {
-    id: u64,
-    http: u16,
-    raft: u16,
-    overlay: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.http)
-    }
-
-    fn start(&mut self, base: &Path) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(base)
-            .arg("--overlay")
-            .arg(&self.overlay)
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    /// SIGKILL: no shutdown code runs, as when a machine dies.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    /// SIGTERM: the node drains and stops.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+mod common;
+use common::{BIN, Node, START_DEADLINE, cluster_files};
 
 struct Cluster {
     _dir: tempfile::TempDir,
@@ -92,69 +30,11 @@ impl Cluster {
     /// Writes the configs of nodes 1..=count (the first `initial` of them
     /// are the initial members) without starting anything.
     fn new(upstream: &str, count: u64, initial: u64) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let base = dir.path().join("base.yaml");
-        std::fs::write(
-            &base,
-            format!(
-                r#"
-demo: off
-providers:
-  - {{ name: mock, kind: openai, base_url: "{upstream}" }}
-models:
-  - {{ id: m1, provider: mock, price: {{ input: 1, output: 1 }} }}
-  - {{ id: m2, provider: mock, price: {{ input: 2, output: 2 }} }}
-  - {{ id: m3, provider: mock, price: {{ input: 3, output: 3 }} }}
-routers:
-  - name: eng
-    tasks:
-      - {{ name: debugging, description: Bugs errors exceptions stack traces crashes, models: [m1, m2], selection_policy: manual }}
-      - {{ name: databases, description: SQL queries database schemas indexes, models: [m2, m3], selection_policy: manual }}
-      - {{ name: docs, description: Documentation docstrings READMEs, models: [m3, m1], selection_policy: manual }}
-    fallback_models: [m1]
-classifier: {{ kind: lexical, workers: 1 }}
-affinity: {{ ttl_secs: 3600 }}
-"#
-            ),
-        )
-        .unwrap();
-        let nodes: Vec<(u64, u16, u16)> = (1..=count).map(|id| (id, free_port(), free_port())).collect();
-        let peers: String = nodes
-            .iter()
-            .filter(|(id, _, _)| *id <= initial)
-            .map(|(id, http, raft)| format!("    - {{ id: {id}, raft: 127.0.0.1:{raft}, http: 127.0.0.1:{http} }}\n"))
-            .collect();
-        let nodes = nodes
-            .into_iter()
-            .map(|(id, http, raft)| {
-                let overlay = dir.path().join(format!("node-{id}.yaml"));
-                let membership = if id <= initial {
-                    format!("  peers:\n{peers}")
-                } else {
-                    "  bootstrap: false\n".to_owned()
-                };
-                std::fs::write(
-                    &overlay,
-                    format!(
-                        "server:\n  listen: 127.0.0.1:{http}\n  data_dir: {data}\ncluster:\n  node_id: {id}\n  listen: 127.0.0.1:{raft}\n  snapshot_every: 40\n{membership}",
-                        data = dir.path().join(format!("node-{id}")).display()
-                    ),
-                )
-                .unwrap();
-                Node {
-                    id,
-                    http,
-                    raft,
-                    overlay,
-                    log: dir.path().join(format!("node-{id}.log")),
-                    child: None,
-                }
-            })
-            .collect();
+        let files = cluster_files(upstream, count, initial);
         Cluster {
-            _dir: dir,
-            base,
-            nodes,
+            _dir: files.dir,
+            base: files.base,
+            nodes: files.nodes,
             client: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
         }
     }
@@ -298,7 +178,6 @@ const ASKS: [&str; 3] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pins_survive_leader_loss_restarts_and_membership_changes() {
-    let _serial = SERIAL.lock().await;
     let upstream = MockServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), MockConfig::default()).await.unwrap();
     let mut cluster = Cluster::new(&upstream.base_url(), 4, 3);
     for id in 1..=3 {
@@ -496,176 +375,5 @@ async fn pins_survive_leader_loss_restarts_and_membership_changes() {
     let waited = started.elapsed();
     println!("without a quorum, a new session was answered (unpinned) in {waited:?}");
     assert!(waited < Duration::from_secs(10), "the pin write is bounded: {waited:?}");
-    upstream.shutdown().await;
-}
-
-/// The two tests start three processes each: one at a time, so neither
-/// loads the machine under the other's timing.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Shared by the load's clients: the nodes a load balancer would send to.
-struct Rotation {
-    nodes: std::sync::Mutex<Vec<(u64, String)>>,
-    /// Bumped on every pick; the test waits until every client has picked
-    /// since a node left the rotation, so none still holds it.
-    picks: Vec<std::sync::atomic::AtomicU64>,
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_rolling_restart_under_load_fails_no_request_and_loses_no_pin() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-    let _serial = SERIAL.lock().await;
-    let upstream = MockServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), MockConfig::default()).await.unwrap();
-    let mut cluster = Cluster::new(&upstream.base_url(), 3, 3);
-    for id in 1..=3 {
-        cluster.start(id);
-    }
-    cluster.wait_for_leader(&[1, 2, 3]).await;
-    for id in 1..=3 {
-        cluster
-            .wait_for("every node ready", START_DEADLINE, async |cluster| {
-                let node = cluster.nodes.iter().find(|node| node.id == id).unwrap();
-                cluster.client.get(node.url("/readyz")).send().await.is_ok_and(|r| r.status().is_success())
-            })
-            .await;
-    }
-
-    // The bounded load: 6 clients, one request at a time each, 20 ms apart;
-    // each starts a session every 5 turns (first turn routes to a task,
-    // later turns say "and the next step", which on its own would route
-    // elsewhere: a lost pin shows as a changed model) and sends every fifth
-    // request unpinned.
-    const CLIENTS: usize = 6;
-    let rotation = Arc::new(Rotation {
-        nodes: std::sync::Mutex::new(cluster.nodes.iter().map(|node| (node.id, node.url(""))).collect()),
-        picks: (0..CLIENTS).map(|_| AtomicU64::new(0)).collect(),
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
-    let load: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            let (rotation, stop, client) = (Arc::clone(&rotation), Arc::clone(&stop), client.clone());
-            tokio::spawn(async move {
-                let mut first_models: BTreeMap<String, String> = BTreeMap::new();
-                let (mut sent, mut failures, mut changed) = (0u64, Vec::new(), Vec::new());
-                let mut latencies = Vec::new();
-                let mut turn = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    let (id, base) = {
-                        let nodes = rotation.nodes.lock().unwrap();
-                        let picked = nodes[(c + turn) % nodes.len()].clone();
-                        rotation.picks[c].fetch_add(1, Ordering::SeqCst);
-                        picked
-                    };
-                    // A new session every 5 turns (so pins are written
-                    // while each node, the leader included, is down), its
-                    // later turns, and every fifth request unpinned.
-                    let session = (turn % 5 != 4).then(|| format!("c{c}-{}", turn / 5));
-                    let text = match &session {
-                        Some(session) if first_models.contains_key(session) => "and now the next step please",
-                        _ => ASKS[(c + turn / 5) % 3],
-                    };
-                    let mut request = client
-                        .post(format!("{base}/v1/chat/completions"))
-                        .json(&json!({ "model": "router:eng", "messages": [{ "role": "user", "content": text }] }));
-                    if let Some(session) = &session {
-                        request = request.header("X-Model-Affinity", session);
-                    }
-                    let started = Instant::now();
-                    sent += 1;
-                    match request.send().await {
-                        Ok(response) if response.status().is_success() => {
-                            latencies.push(started.elapsed());
-                            let body: Value = response.json().await.unwrap();
-                            let model = body["model"].as_str().unwrap().to_owned();
-                            if let Some(session) = session {
-                                let first = first_models.entry(session.clone()).or_insert_with(|| model.clone());
-                                if *first != model {
-                                    changed.push(format!("{session}: {first} -> {model} via node {id}"));
-                                }
-                            }
-                        }
-                        Ok(response) => failures.push(format!("node {id}: HTTP {}", response.status())),
-                        Err(err) => failures.push(format!("node {id}: {err}")),
-                    }
-                    turn += 1;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                (sent, failures, changed, first_models, latencies)
-            })
-        })
-        .collect();
-
-    // Restart every node once, the leader last: out of the rotation, wait
-    // until no client can still be on its way to it, SIGTERM (it drains),
-    // start it again, wait until it is ready and caught up, back in.
-    let leader = cluster.agreed_leader(&[1, 2, 3]).await.unwrap();
-    let mut order: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
-    order.push(leader);
-    let mut restarts = Vec::new();
-    for id in order {
-        let began = Instant::now();
-        let seen: Vec<u64> = rotation.picks.iter().map(|picks| picks.load(Ordering::SeqCst)).collect();
-        rotation.nodes.lock().unwrap().retain(|(node, _)| *node != id);
-        cluster
-            .wait_for("every client to pick again", Duration::from_secs(30), async |_| {
-                rotation.picks.iter().zip(&seen).all(|(picks, seen)| picks.load(Ordering::SeqCst) > *seen + 1)
-            })
-            .await;
-        cluster.node(id).stop();
-        cluster.start(id);
-        let others: Vec<u64> = (1..=3).collect();
-        let leader = cluster.wait_for_leader(&others).await;
-        cluster.wait_caught_up(&[id], leader).await;
-        cluster
-            .wait_for("the restarted node ready", START_DEADLINE, async |cluster| {
-                let node = cluster.nodes.iter().find(|node| node.id == id).unwrap();
-                cluster.client.get(node.url("/readyz")).send().await.is_ok_and(|r| r.status().is_success())
-            })
-            .await;
-        let url = cluster.nodes.iter().find(|node| node.id == id).unwrap().url("");
-        rotation.nodes.lock().unwrap().push((id, url));
-        restarts.push((id, began.elapsed()));
-        // Some load on the full cluster before the next restart.
-        let picks: u64 = rotation.picks.iter().map(|p| p.load(Ordering::SeqCst)).sum();
-        cluster
-            .wait_for("more load on the whole cluster", Duration::from_secs(30), async |_| {
-                rotation.picks.iter().map(|p| p.load(Ordering::SeqCst)).sum::<u64>() > picks + 2 * CLIENTS as u64
-            })
-            .await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    let (mut sent, mut failures, mut changed, mut pins, mut latencies) = (0, Vec::new(), Vec::new(), BTreeMap::new(), Vec::new());
-    for client in load {
-        let (s, f, c, p, l) = client.await.unwrap();
-        sent += s;
-        failures.extend(f);
-        changed.extend(c);
-        pins.extend(p);
-        latencies.extend(l);
-    }
-    latencies.sort();
-    let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
-    println!(
-        "rolling restart: {sent} requests, {} failed, {} sessions, {} pins changed; p99 {p99:?}, max {:?}; restarts (node, time): {restarts:?}",
-        failures.len(),
-        pins.len(),
-        changed.len(),
-        latencies.last().unwrap()
-    );
-    if !failures.is_empty() || !changed.is_empty() {
-        cluster.print_logs();
-    }
-    assert!(failures.is_empty(), "failed requests: {failures:#?}");
-    assert!(changed.is_empty(), "sessions that changed model: {changed:#?}");
-    assert!(pins.len() >= CLIENTS * 3, "{} sessions", pins.len());
-    // Every pin is on every node, as a hit.
-    let leader = cluster.wait_for_leader(&[1, 2, 3]).await;
-    cluster.wait_caught_up(&[1, 2, 3], leader).await;
-    for id in 1..=3 {
-        cluster.assert_pins(id, &pins).await;
-    }
     upstream.shutdown().await;
 }
