@@ -172,7 +172,7 @@ mod tests {
             unix_ms: 1_000 + i,
             router: Some("eng".to_owned()),
             route: route.to_owned(),
-            model: Some(if i % 2 == 0 { "a" } else { "b" }.to_owned()),
+            model: Some(if i.is_multiple_of(2) { "a" } else { "b" }.to_owned()),
             outcome: "success".to_owned(),
             scores: vec![("debugging".to_owned(), 0.5)],
             classifier: Some("lexical".to_owned()),
