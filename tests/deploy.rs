@@ -429,8 +429,9 @@ fn classifiers_scale_on_cpu_from_one_to_ten() {
 #[test]
 fn every_container_requests_resources_and_probes_an_endpoint_its_node_serves() {
     let manifests = Manifests::load();
-    // The routes an ingress node serves, from the code.
-    let http = read(&repo().join("crates/switchyard-ingress/src/http.rs"));
+    // The routes each kind of node serves, from the code.
+    let ingress_routes = read(&repo().join("crates/switchyard-ingress/src/http.rs"));
+    let classifier_routes = read(&repo().join("crates/switchyard-ingress/src/classifier_node.rs"));
     for workload in manifests.workloads() {
         for container in containers(workload) {
             let what = format!("{} container {}", name(workload), text(&container["name"], "name"));
@@ -449,12 +450,11 @@ fn every_container_requests_resources_and_probes_an_endpoint_its_node_serves() {
                     port(container, "http"),
                     "{what}: {probe} on the HTTP port"
                 );
-                let served = match text(&container["command"][2], "role") {
-                    // The ingress router, as the code has it.
-                    "voter" => http.contains(&format!(".route(\"{path}\"")),
-                    // A classifier-only node's small HTTP server.
-                    _ => ["/healthz", "/readyz"].contains(&path),
+                let routes = match text(&container["command"][2], "role") {
+                    "voter" => &ingress_routes,
+                    _ => &classifier_routes,
                 };
+                let served = routes.contains(&format!(".route(\"{path}\""));
                 assert!(served, "{what}: {probe} asks for {path}, which the node does not serve");
             }
         }
