@@ -116,6 +116,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check a config's routers before they serve: overlapping task
+    /// descriptions, names that do not match their description, vague
+    /// descriptions, fallback pools that cannot serve. Exits 1 on errors.
+    Lint {
+        /// The YAML config to check (keys come from the environment, as
+        /// for `serve`).
+        #[arg(long, env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+        /// YAML laid over the config, as for `serve`; repeatable.
+        #[arg(long)]
+        overlay: Vec<PathBuf>,
+        /// Cosine similarity of two descriptions of one router at or above
+        /// which they are an error.
+        #[arg(long, default_value_t = switchyard_lint::DEFAULT_OVERLAP_ERROR)]
+        threshold: f32,
+        /// Encoder files; the config's `classifier.model_dir` by default.
+        #[arg(long)]
+        model_dir: Option<PathBuf>,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect or change a running cluster over a node's admin API.
     Cluster {
         /// Any node's HTTP address (membership changes reach the leader).
@@ -396,6 +418,41 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("the training task failed")?,
         Command::Cluster { node, token, action } => cluster(&node, token.as_deref(), action).await,
+        Command::Lint {
+            config,
+            overlay,
+            threshold,
+            model_dir,
+            json,
+        } => {
+            let env = switchyard_node::process_env();
+            let read = |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()));
+            let mut layers = vec![read(&config)?];
+            for path in &overlay {
+                layers.push(read(path)?);
+            }
+            let layers: Vec<&str> = layers.iter().map(String::as_str).collect();
+            let config = Config::from_layers(&layers, &env)?;
+            let options = switchyard_lint::LintOptions {
+                overlap_threshold: threshold,
+                ..switchyard_lint::LintOptions::default()
+            };
+            let model_dir = model_dir.unwrap_or_else(|| config.classifier.model_dir.clone());
+            let report = tokio::task::spawn_blocking(move || {
+                let encoder = switchyard_lint::load_encoder(&model_dir)?;
+                switchyard_lint::lint(&config, Some(&encoder), &options)
+            })
+            .await??;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            if report.has_errors() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Compare {
             dataset,
             router,
