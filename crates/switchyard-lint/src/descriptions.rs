@@ -19,7 +19,11 @@ pub(crate) struct Described {
 
 pub(crate) fn check(router: &Router, options: &LintOptions) -> Described {
     let mut described = Described::default();
-    let normalized: Vec<String> = router.tasks.iter().map(|task| words::normalized(&task.description)).collect();
+    let normalized: Vec<String> = router
+        .tasks
+        .iter()
+        .map(|task| words::normalized(&task.description))
+        .collect();
     for (index, task) in router.tasks.iter().enumerate() {
         let content = words::content_words(&task.description);
         if content.len() < options.min_content_words {
@@ -77,7 +81,9 @@ pub(crate) fn check(router: &Router, options: &LintOptions) -> Described {
             }
         }
         let name_words = words::name_content_words(&task.name);
-        if !name_words.is_empty() && words::name_words_in_description(&task.name, &task.description).is_empty() {
+        if !name_words.is_empty()
+            && words::name_words_in_description(&task.name, &task.description).is_empty()
+        {
             described.unnamed.push((index, name_words));
         }
     }
@@ -111,20 +117,34 @@ mod tests {
     }
 
     fn checks(described: &Described) -> Vec<(Check, Option<&str>)> {
-        described.findings.iter().map(|f| (f.check, f.task.as_deref())).collect()
+        described
+            .findings
+            .iter()
+            .map(|f| (f.check, f.task.as_deref()))
+            .collect()
     }
 
     #[test]
     fn well_described_tasks_have_no_word_findings() {
         let described = check(
             &router(&[
-                ("debugging", "Bugs, errors, exceptions, stack traces, crashes and failing tests - diagnosis and fixes"),
-                ("translation", "Translation of text between languages - French, Spanish, German"),
+                (
+                    "debugging",
+                    "Bugs, errors, exceptions, stack traces, crashes and failing tests - diagnosis and fixes",
+                ),
+                (
+                    "translation",
+                    "Translation of text between languages - French, Spanish, German",
+                ),
             ]),
             &LintOptions::default(),
         );
         assert!(described.findings.is_empty(), "{:?}", described.findings);
-        assert_eq!(described.unnamed.len(), 1, "`debugging` is not spelled out in its description");
+        assert_eq!(
+            described.unnamed.len(),
+            1,
+            "`debugging` is not spelled out in its description"
+        );
         assert_eq!(described.unnamed[0], (0, vec!["debugging".to_owned()]));
     }
 
@@ -132,7 +152,10 @@ mod tests {
     fn vague_short_and_duplicated_descriptions_are_found() {
         let described = check(
             &router(&[
-                ("smart", "Fast, smart, high quality answers for complex and advanced questions"),
+                (
+                    "smart",
+                    "Fast, smart, high quality answers for complex and advanced questions",
+                ),
                 ("math", "math tutor"),
                 ("a_fix", "Fix bugs in code."),
                 ("b_fix", "fix the bugs in code"),
@@ -150,7 +173,13 @@ mod tests {
             ]
         );
         let adjectives = &described.findings[0];
-        assert!(adjectives.message.contains("fast, smart, high, quality, complex, advanced"), "{}", adjectives.message);
+        assert!(
+            adjectives
+                .message
+                .contains("fast, smart, high, quality, complex, advanced"),
+            "{}",
+            adjectives.message
+        );
         assert_eq!(described.findings[3].other_task.as_deref(), Some("b_fix"));
         assert_eq!(described.findings[3].severity, Severity::Error);
         assert_eq!(described.duplicates, [(2, 3)]);
@@ -159,7 +188,10 @@ mod tests {
     #[test]
     fn a_few_qualifiers_among_many_subjects_pass() {
         let described = check(
-            &router(&[("sql", "Fast answers on SQL queries, schemas, indexes, migrations and query plans")]),
+            &router(&[(
+                "sql",
+                "Fast answers on SQL queries, schemas, indexes, migrations and query plans",
+            )]),
             &LintOptions::default(),
         );
         assert!(described.findings.is_empty(), "{:?}", described.findings);

@@ -20,7 +20,10 @@ fn unservable(config: &Config, model: &str) -> Option<String> {
             provider.name,
             provider.api_key_env.as_deref().unwrap_or("no key")
         )),
-        None => Some(format!("{} (unknown provider `{}`)", model.id, model.provider)),
+        None => Some(format!(
+            "{} (unknown provider `{}`)",
+            model.id, model.provider
+        )),
     }
 }
 
@@ -36,7 +39,11 @@ pub(crate) fn check(config: &Config, router: &Router) -> Vec<Finding> {
     let mut findings = Vec::new();
     for task in &router.tasks {
         if servable(config, &task.models).is_empty() {
-            let why: Vec<String> = task.models.iter().filter_map(|model| unservable(config, model)).collect();
+            let why: Vec<String> = task
+                .models
+                .iter()
+                .filter_map(|model| unservable(config, model))
+                .collect();
             findings.push(
                 Finding::new(
                     Severity::Warning,
@@ -102,17 +109,27 @@ pub(crate) fn check(config: &Config, router: &Router) -> Vec<Finding> {
     let covered: Vec<&str> = router
         .tasks
         .iter()
-        .filter(|task| fallback.iter().all(|model| task.models.iter().any(|m| m == model)))
+        .filter(|task| {
+            fallback
+                .iter()
+                .all(|model| task.models.iter().any(|m| m == model))
+        })
         .map(|task| task.name.as_str())
         .collect();
     if !covered.is_empty() {
+        let (pools, hold) = if covered.len() == 1 {
+            ("pool", "holds")
+        } else {
+            ("pools", "hold")
+        };
+        let tasks: Vec<String> = covered.iter().map(|task| format!("`{task}`")).collect();
         findings.push(Finding::new(
             Severity::Warning,
             router,
             Check::FallbackNotIndependent,
             format!(
-                "the pool of {} already holds every servable fallback model ({}): when that pool fails there is no other model to try; add a fallback model from outside it",
-                covered.iter().map(|task| format!("`{task}`")).collect::<Vec<_>>().join(", "),
+                "the {pools} of {} already {hold} every servable fallback model ({}): when such a pool fails there is no other model to try; add a fallback model from outside it",
+                tasks.join(", "),
                 fallback.join(", ")
             ),
         ));

@@ -39,7 +39,10 @@ pub enum LintError {
     #[error("lint needs the sentence encoder: {0}")]
     Encoder(#[from] EncoderError),
     #[error("lint option {option}: {message}")]
-    Option { option: &'static str, message: String },
+    Option {
+        option: &'static str,
+        message: String,
+    },
 }
 
 /// How serious a finding is: errors fail `switchyard lint`.
@@ -266,7 +269,11 @@ pub fn load_encoder(model_dir: &Path) -> Result<Encoder, LintError> {
 /// checks that need it are skipped, each router saying so in a warning.
 /// Which fallback models can be served depends on the environment the
 /// config was loaded with (API keys). Blocking: it runs the encoder.
-pub fn lint(config: &Config, encoder: Option<&Encoder>, options: &LintOptions) -> Result<Report, LintError> {
+pub fn lint(
+    config: &Config,
+    encoder: Option<&Encoder>,
+    options: &LintOptions,
+) -> Result<Report, LintError> {
     options.check()?;
     let mut findings = Vec::new();
     for router in &config.routers {

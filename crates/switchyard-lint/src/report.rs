@@ -18,7 +18,10 @@ impl Report {
     }
 
     pub fn count(&self, severity: Severity) -> usize {
-        self.findings.iter().filter(|finding| finding.severity == severity).count()
+        self.findings
+            .iter()
+            .filter(|finding| finding.severity == severity)
+            .count()
     }
 
     /// "2 errors, 3 warnings".
@@ -44,8 +47,18 @@ impl Report {
             (Some(task), None) => task.clone(),
             (None, _) => "(router)".to_owned(),
         };
-        let subject_width = self.findings.iter().map(|f| subject(f).len()).max().unwrap_or(0);
-        let check_width = self.findings.iter().map(|f| f.check.as_str().len()).max().unwrap_or(0);
+        let subject_width = self
+            .findings
+            .iter()
+            .map(|f| subject(f).len())
+            .max()
+            .unwrap_or(0);
+        let check_width = self
+            .findings
+            .iter()
+            .map(|f| f.check.as_str().len())
+            .max()
+            .unwrap_or(0);
         let mut text = String::new();
         let mut router: Option<&str> = None;
         for finding in &self.findings {
@@ -127,10 +140,19 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 6, "{text}");
         assert_eq!(lines[0], "router a");
-        assert!(lines[1].starts_with("  error    x ~ y     overlap"), "{text}");
-        assert!(lines[2].starts_with("  warning  y         adjectives"), "{text}");
+        assert!(
+            lines[1].starts_with("  error    x ~ y     overlap"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("  warning  y         adjectives"),
+            "{text}"
+        );
         assert_eq!(lines[3], "router b");
-        assert!(lines[4].contains("(router)") && lines[4].contains("empty_fallback"), "{text}");
+        assert!(
+            lines[4].contains("(router)") && lines[4].contains("empty_fallback"),
+            "{text}"
+        );
         assert_eq!(lines[5], "2 errors, 1 warning");
         let json = report.to_json();
         assert_eq!(json["errors"], 2);

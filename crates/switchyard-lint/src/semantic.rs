@@ -15,7 +15,11 @@ pub(crate) fn check(
     options: &LintOptions,
     described: &Described,
 ) -> Result<Vec<Finding>, LintError> {
-    let names: Vec<String> = router.tasks.iter().map(|task| words::humanize(&task.name)).collect();
+    let names: Vec<String> = router
+        .tasks
+        .iter()
+        .map(|task| words::humanize(&task.name))
+        .collect();
     let texts: Vec<&str> = router
         .tasks
         .iter()
@@ -24,10 +28,15 @@ pub(crate) fn check(
         .collect();
     let vectors = encoder.embed(&texts)?;
     let (descriptions, names) = vectors.split_at(router.tasks.len());
-    let mut findings = overlaps(router, options, described, |i, j| cosine(&descriptions[i], &descriptions[j]));
-    findings.extend(name_mismatches(router, options, described, |name, description| {
-        cosine(&names[name], &descriptions[description])
-    }));
+    let mut findings = overlaps(router, options, described, |i, j| {
+        cosine(&descriptions[i], &descriptions[j])
+    });
+    findings.extend(name_mismatches(
+        router,
+        options,
+        described,
+        |name, description| cosine(&names[name], &descriptions[description]),
+    ));
     Ok(findings)
 }
 
@@ -40,11 +49,14 @@ pub(crate) fn skipped(router: &Router, described: &Described) -> Vec<Finding> {
             Severity::Warning,
             router,
             Check::OverlapNotChecked,
-            "overlap between descriptions not checked: no sentence encoder (run models/fetch.sh)".to_owned(),
+            "overlap between descriptions not checked: no sentence encoder (run models/fetch.sh)"
+                .to_owned(),
         ));
     }
     for (index, name_words) in &described.unnamed {
-        let Some(task) = router.tasks.get(*index) else { continue };
+        let Some(task) = router.tasks.get(*index) else {
+            continue;
+        };
         findings.push(
             Finding::new(
                 Severity::Warning,
@@ -134,13 +146,24 @@ fn name_mismatches(
     let mut findings = Vec::new();
     for (index, name_words) in &described.unnamed {
         let index = *index;
-        let Some(task) = router.tasks.get(index) else { continue };
+        let Some(task) = router.tasks.get(index) else {
+            continue;
+        };
         let own = similarity(index, index);
         let closest = (0..router.tasks.len())
-            .filter(|&other| other != index && !router.tasks.get(other).is_some_and(|other| names_task(&other.description, &task.name)))
+            .filter(|&other| {
+                other != index
+                    && !router
+                        .tasks
+                        .get(other)
+                        .is_some_and(|other| names_task(&other.description, &task.name))
+            })
             .map(|other| (other, similarity(index, other)))
             .max_by(|a, b| a.1.total_cmp(&b.1));
-        let unnamed = format!("none of the name's words ({}) appears in its description", name_words.join(", "));
+        let unnamed = format!(
+            "none of the name's words ({}) appears in its description",
+            name_words.join(", ")
+        );
         let finding = match closest {
             Some((other, score)) if score - own >= options.name_warning_margin => {
                 let severity = if score - own >= options.name_error_margin {
@@ -148,7 +171,10 @@ fn name_mismatches(
                 } else {
                     Severity::Warning
                 };
-                let other_name = router.tasks.get(other).map_or("", |other| other.name.as_str());
+                let other_name = router
+                    .tasks
+                    .get(other)
+                    .map_or("", |other| other.name.as_str());
                 Finding::new(
                     severity,
                     router,
@@ -164,7 +190,10 @@ fn name_mismatches(
                 Severity::Warning,
                 router,
                 Check::NameMismatch,
-                format!("{unnamed}, and the name is unrelated to it by meaning ({own:.3} < {:.2})", options.name_floor),
+                format!(
+                    "{unnamed}, and the name is unrelated to it by meaning ({own:.3} < {:.2})",
+                    options.name_floor
+                ),
             )
             .score(own),
             _ => continue,
@@ -217,22 +246,35 @@ mod tests {
             .collect();
         assert_eq!(
             seen,
-            [(Severity::Error, Some("a"), Some("b")), (Severity::Warning, Some("a"), Some("c"))]
+            [
+                (Severity::Error, Some("a"), Some("b")),
+                (Severity::Warning, Some("a"), Some("c"))
+            ]
         );
-        assert!(findings[0].message.contains("0.750"), "{}", findings[0].message);
+        assert!(
+            findings[0].message.contains("0.750"),
+            "{}",
+            findings[0].message
+        );
         let lowered = LintOptions {
             overlap_threshold: 0.5,
             ..LintOptions::default()
         };
         let findings = overlaps(&router, &lowered, &described, scores);
-        assert!(findings.iter().all(|f| f.severity == Severity::Error), "warning capped at the threshold");
+        assert!(
+            findings.iter().all(|f| f.severity == Severity::Error),
+            "warning capped at the threshold"
+        );
     }
 
     #[test]
     fn a_name_closer_to_another_description_is_a_mismatch() {
         let router = router(&["translation", "poetry", "math"]);
         let described = Described {
-            unnamed: vec![(0, vec!["translation".to_owned()]), (2, vec!["math".to_owned()])],
+            unnamed: vec![
+                (0, vec!["translation".to_owned()]),
+                (2, vec!["math".to_owned()]),
+            ],
             ..Described::default()
         };
         // translation: own 0.1, poetry's 0.5 (error); math: own 0.5 (fine).
@@ -246,12 +288,31 @@ mod tests {
         assert_eq!(findings[0].severity, Severity::Error);
         assert_eq!(findings[0].task.as_deref(), Some("translation"));
         assert_eq!(findings[0].other_task.as_deref(), Some("poetry"));
-        let near = |name: usize, description: usize| if (name, description) == (0, 1) { 0.4 } else { 0.25 };
+        let near = |name: usize, description: usize| {
+            if (name, description) == (0, 1) {
+                0.4
+            } else {
+                0.25
+            }
+        };
         let findings = name_mismatches(&router, &LintOptions::default(), &described, near);
         assert_eq!(findings.len(), 1, "{findings:?}");
-        assert_eq!(findings[0].severity, Severity::Warning, "closer, but not by a clear margin");
-        let noise = |name: usize, description: usize| if (name, description) == (0, 1) { 0.3 } else { 0.25 };
+        assert_eq!(
+            findings[0].severity,
+            Severity::Warning,
+            "closer, but not by a clear margin"
+        );
+        let noise = |name: usize, description: usize| {
+            if (name, description) == (0, 1) {
+                0.3
+            } else {
+                0.25
+            }
+        };
         let findings = name_mismatches(&router, &LintOptions::default(), &described, noise);
-        assert!(findings.is_empty(), "a lead under the warning margin is noise: {findings:?}");
+        assert!(
+            findings.is_empty(),
+            "a lead under the warning margin is noise: {findings:?}"
+        );
     }
 }

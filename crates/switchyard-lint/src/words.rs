@@ -6,14 +6,16 @@
 
 /// Function words: neither content nor qualifiers.
 const STOPWORDS: &[&str] = &[
-    "a", "about", "above", "after", "all", "also", "an", "and", "any", "are", "as", "at", "be", "been", "before",
-    "being", "between", "both", "but", "by", "can", "could", "do", "does", "each", "e.g", "eg", "either", "else",
-    "for", "from", "go", "goes", "has", "have", "how", "i", "ie", "if", "in", "into", "is", "it", "its", "just",
-    "may", "me", "more", "most", "my", "no", "nor", "not", "of", "on", "one", "only", "or", "other", "others", "our",
-    "out", "over", "own", "per", "s", "same", "should", "so", "such", "than", "that", "the", "their", "them", "then",
-    "there", "these", "they", "this", "those", "through", "to", "too", "under", "up", "us", "use", "used", "using",
-    "via", "vs", "want", "wants", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whose",
-    "why", "will", "with", "within", "without", "would", "you", "your",
+    "a", "about", "above", "after", "all", "also", "an", "and", "any", "are", "as", "at", "be",
+    "been", "before", "being", "between", "both", "but", "by", "can", "could", "do", "does",
+    "each", "e.g", "eg", "either", "else", "for", "from", "go", "goes", "has", "have", "how", "i",
+    "ie", "if", "in", "into", "is", "it", "its", "just", "may", "me", "more", "most", "my", "no",
+    "nor", "not", "of", "on", "one", "only", "or", "other", "others", "our", "out", "over", "own",
+    "per", "s", "same", "should", "so", "such", "than", "that", "the", "their", "them", "then",
+    "there", "these", "they", "this", "those", "through", "to", "too", "under", "up", "us", "use",
+    "used", "using", "via", "vs", "want", "wants", "was", "we", "were", "what", "when", "where",
+    "which", "while", "who", "whose", "why", "will", "with", "within", "without", "would", "you",
+    "your",
 ];
 
 /// Vague qualifiers, intensifiers and filler nouns: words that say how a
@@ -25,13 +27,71 @@ const STOPWORDS: &[&str] = &[
 /// not see difficulty, so "complex questions" and "simple questions" sit
 /// side by side.
 pub const VAGUE_WORDS: &[&str] = &[
-    "accurate", "advanced", "amazing", "anything", "assistance", "assist", "awesome", "basic", "best", "better",
-    "cheap", "clever", "complex", "complicated", "comprehensive", "cool", "detailed", "difficult", "easy",
-    "effective", "efficient", "etc", "everything", "excellent", "expert", "extremely", "fast", "general", "generic",
-    "good", "great", "hard", "help", "helpful", "high", "highly", "important", "intelligent", "misc",
-    "miscellaneous", "nice", "optimal", "perfect", "powerful", "premium", "professional", "quality", "quick",
-    "quickly", "really", "reliable", "robust", "simple", "smart", "sophisticated", "stuff", "super", "thing",
-    "things", "thorough", "top", "tricky", "useful", "various", "very",
+    "accurate",
+    "advanced",
+    "amazing",
+    "anything",
+    "assistance",
+    "assist",
+    "awesome",
+    "basic",
+    "best",
+    "better",
+    "cheap",
+    "clever",
+    "complex",
+    "complicated",
+    "comprehensive",
+    "cool",
+    "detailed",
+    "difficult",
+    "easy",
+    "effective",
+    "efficient",
+    "etc",
+    "everything",
+    "excellent",
+    "expert",
+    "extremely",
+    "fast",
+    "general",
+    "generic",
+    "good",
+    "great",
+    "hard",
+    "help",
+    "helpful",
+    "high",
+    "highly",
+    "important",
+    "intelligent",
+    "misc",
+    "miscellaneous",
+    "nice",
+    "optimal",
+    "perfect",
+    "powerful",
+    "premium",
+    "professional",
+    "quality",
+    "quick",
+    "quickly",
+    "really",
+    "reliable",
+    "robust",
+    "simple",
+    "smart",
+    "sophisticated",
+    "stuff",
+    "super",
+    "thing",
+    "things",
+    "thorough",
+    "top",
+    "tricky",
+    "useful",
+    "various",
+    "very",
 ];
 
 /// Lowercase words of `text`: runs of letters and digits; pure numbers and
@@ -83,8 +143,8 @@ pub fn humanize(name: &str) -> String {
 
 /// Suffixes stripped by [`stem`], longest first among those sharing an end.
 const SUFFIXES: &[&str] = &[
-    "ations", "ation", "ments", "ment", "ings", "ing", "ions", "ion", "ies", "ers", "er", "es", "ed", "al", "ly", "s",
-    "e", "y",
+    "ations", "ation", "ments", "ment", "ings", "ing", "ions", "ion", "ies", "ers", "er", "es",
+    "ed", "al", "ly", "s", "e", "y",
 ];
 
 /// A light stem: one inflectional or derivational suffix off, keeping at
@@ -166,7 +226,12 @@ mod tests {
         ] {
             assert!(same_root(a, b), "{a} / {b}");
         }
-        for (a, b) in [("translation", "poems"), ("review", "reverse"), ("code", "cold"), ("art", "article")] {
+        for (a, b) in [
+            ("translation", "poems"),
+            ("review", "reverse"),
+            ("code", "cold"),
+            ("art", "article"),
+        ] {
             assert!(!same_root(a, b), "{a} / {b}");
         }
     }
@@ -177,21 +242,37 @@ mod tests {
             name_words_in_description("summarization", "Summaries of articles and long texts"),
             ["summarization"]
         );
-        assert_eq!(name_words_in_description("code_review", "Review of a diff"), ["review"]);
-        assert!(name_words_in_description("translation", "Write poems and short stories").is_empty());
+        assert_eq!(
+            name_words_in_description("code_review", "Review of a diff"),
+            ["review"]
+        );
+        assert!(
+            name_words_in_description("translation", "Write poems and short stories").is_empty()
+        );
     }
 
     #[test]
     fn vague_words_are_counted_among_content_words() {
         let description = "Fast, smart, high quality answers to complex questions, etc.";
-        assert_eq!(vague_words(description), ["fast", "smart", "high", "quality", "complex", "etc"]);
+        assert_eq!(
+            vague_words(description),
+            ["fast", "smart", "high", "quality", "complex", "etc"]
+        );
         assert_eq!(content_words(description).len(), 8);
-        assert!(vague_words("Bugs, errors, stack traces and crashes - diagnosis and fixes").is_empty());
+        assert!(
+            vague_words("Bugs, errors, stack traces and crashes - diagnosis and fixes").is_empty()
+        );
     }
 
     #[test]
     fn duplicates_differ_only_in_case_punctuation_and_function_words() {
-        assert_eq!(normalized("Fix the bugs, in code."), normalized("fix bugs in code"));
-        assert_ne!(normalized("Fix bugs in code"), normalized("Fix bugs in tests"));
+        assert_eq!(
+            normalized("Fix the bugs, in code."),
+            normalized("fix bugs in code")
+        );
+        assert_ne!(
+            normalized("Fix bugs in code"),
+            normalized("Fix bugs in tests")
+        );
     }
 }

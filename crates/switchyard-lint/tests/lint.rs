@@ -2,7 +2,11 @@
 //! models/fetch.sh into models/cache/all-minilm-l6-v2; a missing encoder
 //! fails these tests rather than skipping them).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed unwrap is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a failed unwrap is a failed test"
+)]
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -11,11 +15,16 @@ use switchyard_config::Config;
 use switchyard_encoder::Encoder;
 use switchyard_lint::{Check, Finding, LintOptions, Severity, lint, load_encoder};
 
-const MODEL_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/cache/all-minilm-l6-v2");
+const MODEL_DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../models/cache/all-minilm-l6-v2"
+);
 
 fn encoder() -> &'static Encoder {
     static ENCODER: OnceLock<Encoder> = OnceLock::new();
-    ENCODER.get_or_init(|| load_encoder(MODEL_DIR.as_ref()).expect("the encoder (run models/fetch.sh)"))
+    ENCODER.get_or_init(|| {
+        load_encoder(MODEL_DIR.as_ref()).expect("the encoder (run models/fetch.sh)")
+    })
 }
 
 /// A config with two keyed providers (`KEY_A` set, `KEY_B` not unless
@@ -34,7 +43,10 @@ models:
 routers:
 {routers}"
     );
-    let mut env: HashMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let mut env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     env.insert("KEY_A".to_owned(), "secret".to_owned());
     Config::from_yaml(&yaml, &env).unwrap()
 }
@@ -44,22 +56,35 @@ routers:
 fn router(tasks: &[(&str, &str)]) -> String {
     let tasks: String = tasks
         .iter()
-        .map(|(name, description)| format!("      - {{ name: {name}, description: \"{description}\", models: [a1] }}\n"))
+        .map(|(name, description)| {
+            format!("      - {{ name: {name}, description: \"{description}\", models: [a1] }}\n")
+        })
         .collect();
     format!("  - name: r\n    tasks:\n{tasks}    fallback_models: [a2, b1]\n")
 }
 
 fn lint_router(tasks: &[(&str, &str)]) -> Vec<Finding> {
     let config = config(&router(tasks), &[("KEY_B", "k")]);
-    lint(&config, Some(encoder()), &LintOptions::default()).unwrap().findings
+    lint(&config, Some(encoder()), &LintOptions::default())
+        .unwrap()
+        .findings
 }
 
 fn of(findings: &[Finding], check: Check) -> Vec<&Finding> {
-    findings.iter().filter(|finding| finding.check == check).collect()
+    findings
+        .iter()
+        .filter(|finding| finding.check == check)
+        .collect()
 }
 
-const SUMMARIES: (&str, &str) = ("summarization", "Summaries of articles, documents, meeting notes, transcripts and long texts");
-const MATHEMATICS: (&str, &str) = ("mathematics", "Mathematics - arithmetic, algebra, calculus, statistics, equations and proofs");
+const SUMMARIES: (&str, &str) = (
+    "summarization",
+    "Summaries of articles, documents, meeting notes, transcripts and long texts",
+);
+const MATHEMATICS: (&str, &str) = (
+    "mathematics",
+    "Mathematics - arithmetic, algebra, calculus, statistics, equations and proofs",
+);
 
 #[test]
 fn the_embedded_default_has_no_errors_and_no_overlap() {
@@ -86,33 +111,61 @@ fn near_identical_descriptions_overlap_as_an_error_naming_both() {
     assert_eq!(overlaps.len(), 1, "{findings:#?}");
     let overlap = overlaps[0];
     assert_eq!(overlap.severity, Severity::Error);
-    assert_eq!((overlap.task.as_deref(), overlap.other_task.as_deref()), (Some("bug_fixing"), Some("debugging")));
+    assert_eq!(
+        (overlap.task.as_deref(), overlap.other_task.as_deref()),
+        (Some("bug_fixing"), Some("debugging"))
+    );
     let score = overlap.score.unwrap();
     assert!((0.70..0.80).contains(&score), "measured 0.738, got {score}");
-    assert!(overlap.message.contains("bug_fixing") && overlap.message.contains("debugging"), "{}", overlap.message);
+    assert!(
+        overlap.message.contains("bug_fixing") && overlap.message.contains("debugging"),
+        "{}",
+        overlap.message
+    );
 
     let raised = LintOptions {
         overlap_threshold: 0.9,
         ..LintOptions::default()
     };
-    let config = config(&router(&[("bug_fixing", "Fix bugs and errors in code"), ("debugging", "Debug errors and bugs in programs")]), &[("KEY_B", "k")]);
+    let config = config(
+        &router(&[
+            ("bug_fixing", "Fix bugs and errors in code"),
+            ("debugging", "Debug errors and bugs in programs"),
+        ]),
+        &[("KEY_B", "k")],
+    );
     let report = lint(&config, Some(encoder()), &raised).unwrap();
     assert!(!report.has_errors(), "{}", report.to_text());
-    assert_eq!(of(&report.findings, Check::Overlap)[0].severity, Severity::Warning, "between 0.60 and the raised 0.9");
+    assert_eq!(
+        of(&report.findings, Check::Overlap)[0].severity,
+        Severity::Warning,
+        "between 0.60 and the raised 0.9"
+    );
 }
 
 #[test]
 fn a_description_of_another_task_is_a_name_mismatch() {
-    let findings = lint_router(&[("translation", "Write poems and short stories"), SUMMARIES, MATHEMATICS]);
+    let findings = lint_router(&[
+        ("translation", "Write poems and short stories"),
+        SUMMARIES,
+        MATHEMATICS,
+    ]);
     let mismatches = of(&findings, Check::NameMismatch);
     assert_eq!(mismatches.len(), 1, "{findings:#?}");
     assert_eq!(mismatches[0].task.as_deref(), Some("translation"));
-    assert!(mismatches[0].message.contains("(translation)"), "{}", mismatches[0].message);
+    assert!(
+        mismatches[0].message.contains("(translation)"),
+        "{}",
+        mismatches[0].message
+    );
 
     // Swapped names read as each other's description by a clear margin.
     let findings = lint_router(&[
         ("translation", "Write poems and short stories"),
-        ("poetry", "Translation of text between languages - French, Spanish, German, Japanese"),
+        (
+            "poetry",
+            "Translation of text between languages - French, Spanish, German, Japanese",
+        ),
         SUMMARIES,
     ]);
     let translation = of(&findings, Check::NameMismatch)
@@ -124,17 +177,26 @@ fn a_description_of_another_task_is_a_name_mismatch() {
 
     // Named in other words (debugging / bugs) is no mismatch.
     let findings = lint_router(&[
-        ("debugging", "Bugs, errors, exceptions, stack traces and crashes - diagnosis and fixes"),
+        (
+            "debugging",
+            "Bugs, errors, exceptions, stack traces and crashes - diagnosis and fixes",
+        ),
         SUMMARIES,
         MATHEMATICS,
     ]);
-    assert!(of(&findings, Check::NameMismatch).is_empty(), "{findings:#?}");
+    assert!(
+        of(&findings, Check::NameMismatch).is_empty(),
+        "{findings:#?}"
+    );
 }
 
 #[test]
 fn an_adjective_heavy_description_is_a_warning() {
     let findings = lint_router(&[
-        ("expert_answers", "Fast, smart, high quality answers to complex and advanced questions"),
+        (
+            "expert_answers",
+            "Fast, smart, high quality answers to complex and advanced questions",
+        ),
         SUMMARIES,
         MATHEMATICS,
     ]);
@@ -142,7 +204,13 @@ fn an_adjective_heavy_description_is_a_warning() {
     assert_eq!(adjectives.len(), 1, "{findings:#?}");
     assert_eq!(adjectives[0].severity, Severity::Warning);
     assert_eq!(adjectives[0].task.as_deref(), Some("expert_answers"));
-    assert!(adjectives[0].message.contains("fast, smart, high, quality, complex, advanced"), "{}", adjectives[0].message);
+    assert!(
+        adjectives[0]
+            .message
+            .contains("fast, smart, high, quality, complex, advanced"),
+        "{}",
+        adjectives[0].message
+    );
 }
 
 #[test]
@@ -158,14 +226,26 @@ fn a_fallback_pool_without_a_key_is_an_error() {
     let empty = of(&report.findings, Check::EmptyFallback);
     assert_eq!(empty.len(), 1, "{}", report.to_text());
     assert_eq!(empty[0].severity, Severity::Error);
-    assert_eq!((empty[0].router.as_str(), empty[0].task.as_deref()), ("r", None));
-    assert!(empty[0].message.contains("KEY_B not set"), "{}", empty[0].message);
+    assert_eq!(
+        (empty[0].router.as_str(), empty[0].task.as_deref()),
+        ("r", None)
+    );
+    assert!(
+        empty[0].message.contains("KEY_B not set"),
+        "{}",
+        empty[0].message
+    );
 
     let keyed = config(routers, &[("KEY_B", "k")]);
     let report = lint(&keyed, None, &LintOptions::default()).unwrap();
     assert!(!report.has_errors(), "{}", report.to_text());
     let thin = of(&report.findings, Check::ThinFallback);
-    assert_eq!(thin.len(), 1, "both fallback models are on provider b: {}", report.to_text());
+    assert_eq!(
+        thin.len(),
+        1,
+        "both fallback models are on provider b: {}",
+        report.to_text()
+    );
 }
 
 #[test]
@@ -186,14 +266,22 @@ fn fallback_models_inside_a_task_pool_and_unservable_pools_are_warnings() {
         checks,
         [
             (Severity::Warning, Check::OverlapNotChecked, None),
-            (Severity::Warning, Check::UnavailablePool, Some("mathematics")),
+            (
+                Severity::Warning,
+                Check::UnavailablePool,
+                Some("mathematics")
+            ),
             (Severity::Warning, Check::ThinFallback, None),
             (Severity::Warning, Check::FallbackNotIndependent, None),
         ],
         "{}",
         report.to_text()
     );
-    assert!(report.findings[3].message.contains("`summarization`"), "{}", report.to_text());
+    assert!(
+        report.findings[3].message.contains("`summarization`"),
+        "{}",
+        report.to_text()
+    );
 }
 
 #[test]
