@@ -10,11 +10,14 @@
 //! - [`conversation`]: the text view of a request that classifiers read.
 //! - [`decision`]: what each stage decides (`RouteDecision`, `RankedCandidates`,
 //!   `DispatchOutcome`).
+//! - [`limits`]: bounds on the work one request can cause (text cut for
+//!   the classifier).
 //! - [`signals`]: prices, latency and cooldowns, the live inputs of ranking.
 
 pub mod chat;
 pub mod conversation;
 pub mod decision;
+pub mod limits;
 pub mod signals;
 
 pub use chat::{ChatMessage, ChatRequest, RequestError, Role};
