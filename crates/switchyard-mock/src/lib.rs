@@ -40,8 +40,11 @@
 //!
 //! Each can be told per requested model name, whatever the API, to fail with
 //! a status (in that API's error shape), hang, or cut the connection
-//! mid-answer ([`Failure`]). All APIs share the request counters, the
-//! recording ([`RecordedRequest`]), `ttft`, pacing and the label.
+//! mid-answer ([`Failure`]), on every request or, to make a model flaky
+//! rather than dead, on every Nth one ([`Failure::Every`], `500@3`): a
+//! deterministic count, restarted whenever the model's failure is set, so a
+//! run is reproducible. All APIs share the request counters, the recording
+//! ([`RecordedRequest`]), `ttft`, pacing and the label.
 //!
 //! Besides these it serves a small control API: `GET /mock/counters`,
 //! `GET /mock/requests`, and `PUT`/`DELETE /mock/failures/{model}`.
@@ -108,15 +111,42 @@ pub enum Failure {
     /// Gemini's last chunk). Non-streaming: send 200 and half of the JSON
     /// body, then cut.
     DropAfter(usize),
+    /// Intermittent: the Nth, 2Nth, 3Nth... request to the model (counted
+    /// from when this failure was set) fails as the inner failure says; the
+    /// others are answered normally. `Every(1, f)` fails like `f` always.
+    /// The inner failure is never itself an `Every`.
+    Every(u32, Box<Failure>),
+}
+
+impl Failure {
+    /// The failure to inject into the `count`th request (1-based) since
+    /// this failure was set, if any.
+    pub fn on_request(&self, count: u64) -> Option<Failure> {
+        match self {
+            Self::Every(every, inner) => count.is_multiple_of(u64::from((*every).max(1))).then(|| (**inner).clone()),
+            other => Some(other.clone()),
+        }
+    }
 }
 
 impl FromStr for Failure {
     type Err = String;
 
     /// Parses `500`/`429` (any status 400-599), `hang`, `drop` (one chunk)
-    /// and `drop:N`.
+    /// and `drop:N`, each optionally followed by `@N` (N >= 1): only every
+    /// Nth request fails that way (`429@2`, `hang@5`, `drop:2@4`).
     fn from_str(spec: &str) -> Result<Self, String> {
         let spec = spec.trim();
+        if let Some((inner, every)) = spec.rsplit_once('@') {
+            let every = match every.trim().parse::<u32>() {
+                Ok(every) if every >= 1 => every,
+                _ => return Err(format!("invalid failure `{spec}`: `SPEC@N` needs a whole number N >= 1")),
+            };
+            if inner.contains('@') {
+                return Err(format!("invalid failure `{spec}`: only one `@N`"));
+            }
+            return Ok(Self::Every(every, Box::new(inner.parse()?)));
+        }
         if spec == "hang" {
             return Ok(Self::Hang);
         }
@@ -133,7 +163,7 @@ impl FromStr for Failure {
             Ok(status) if (400..=599).contains(&status) => Ok(Self::Status(status)),
             Ok(_) => Err(format!("invalid failure `{spec}`: status must be 400-599")),
             Err(_) => Err(format!(
-                "unknown failure `{spec}`: expected an HTTP status (e.g. 500), `hang`, `drop` or `drop:N`"
+                "unknown failure `{spec}`: expected an HTTP status (e.g. 500), `hang`, `drop` or `drop:N`, optionally with `@N` (every Nth request)"
             )),
         }
     }
@@ -146,6 +176,7 @@ impl fmt::Display for Failure {
             Self::Status(status) => write!(f, "{status}"),
             Self::Hang => f.write_str("hang"),
             Self::DropAfter(chunks) => write!(f, "drop:{chunks}"),
+            Self::Every(every, inner) => write!(f, "{inner}@{every}"),
         }
     }
 }
@@ -255,5 +286,34 @@ mod tests {
         for bad in ["200", "drop:x", "explode", ""] {
             assert!(bad.parse::<Failure>().is_err(), "{bad} should not parse");
         }
+    }
+
+    #[test]
+    fn intermittent_specs_parse_and_round_trip() {
+        let every = |n, f| Failure::Every(n, Box::new(f));
+        assert_eq!("500@3".parse(), Ok(every(3, Failure::Status(500))));
+        assert_eq!("429@2".parse(), Ok(every(2, Failure::Status(429))));
+        assert_eq!("hang@5".parse(), Ok(every(5, Failure::Hang)));
+        assert_eq!("drop:2@4".parse(), Ok(every(4, Failure::DropAfter(2))));
+        assert_eq!("drop@1".parse(), Ok(every(1, Failure::DropAfter(1))));
+        assert_eq!(" 503 @ 7 ".parse(), Ok(every(7, Failure::Status(503))));
+        for failure in [every(3, Failure::Status(500)), every(5, Failure::Hang), every(4, Failure::DropAfter(2))] {
+            assert_eq!(failure.to_string().parse(), Ok(failure));
+        }
+        assert_eq!(every(4, Failure::DropAfter(2)).to_string(), "drop:2@4");
+        for bad in ["500@0", "500@", "@3", "500@x", "500@-1", "500@2@3", "200@2", "explode@2"] {
+            assert!(bad.parse::<Failure>().is_err(), "{bad} should not parse");
+        }
+    }
+
+    #[test]
+    fn every_nth_request_fails_the_rest_succeed() {
+        let flaky = Failure::Every(3, Box::new(Failure::Status(500)));
+        let failed: Vec<u64> = (1..=10).filter(|n| flaky.on_request(*n).is_some()).collect();
+        assert_eq!(failed, [3, 6, 9]);
+        assert_eq!(flaky.on_request(6), Some(Failure::Status(500)));
+        let always = Failure::Every(1, Box::new(Failure::Hang));
+        assert!((1..=5).all(|n| always.on_request(n) == Some(Failure::Hang)));
+        assert_eq!(Failure::DropAfter(2).on_request(1), Some(Failure::DropAfter(2)));
     }
 }

@@ -30,7 +30,8 @@ struct Args {
     /// Completion length in words when a request sets no max_tokens.
     #[arg(long, default_value_t = 12)]
     completion_words: usize,
-    /// Inject a failure for a model: MODEL=500, MODEL=hang, MODEL=drop:3. Repeatable.
+    /// Inject a failure for a model: MODEL=500, MODEL=hang, MODEL=drop:3; add @N to fail
+    /// only every Nth request (MODEL=429@2, MODEL=drop:2@4). Repeatable.
     #[arg(long = "fail", value_name = "MODEL=SPEC", value_parser = parse_fail)]
     fail: Vec<(String, Failure)>,
 }

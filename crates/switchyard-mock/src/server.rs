@@ -34,7 +34,9 @@ pub(crate) struct Shared {
     tokens_per_sec: f64,
     label: Option<String>,
     completion_words: usize,
-    failures: Mutex<HashMap<String, Failure>>,
+    /// Each model's injected failure, with the requests it has seen since
+    /// it was set (what `Failure::Every` counts).
+    failures: Mutex<HashMap<String, (Failure, u64)>>,
     pub by_model: Mutex<BTreeMap<String, u64>>,
     pub total: AtomicU64,
     pub recorded: Mutex<VecDeque<RecordedRequest>>,
@@ -56,7 +58,13 @@ impl Shared {
             tokens_per_sec: config.tokens_per_sec,
             label: config.label,
             completion_words: config.completion_words,
-            failures: Mutex::new(config.failures),
+            failures: Mutex::new(
+                config
+                    .failures
+                    .into_iter()
+                    .map(|(model, failure)| (model, (failure, 0)))
+                    .collect(),
+            ),
             by_model: Mutex::default(),
             total: AtomicU64::new(0),
             recorded: Mutex::default(),
@@ -70,7 +78,7 @@ impl Shared {
         match failure {
             Some(failure) => {
                 tracing::info!(model, %failure, "failure injection set");
-                failures.insert(model.to_owned(), failure);
+                failures.insert(model.to_owned(), (failure, 0));
             }
             None => {
                 tracing::info!(model, "failure injection cleared");
@@ -85,7 +93,12 @@ impl Shared {
         *lock(&self.by_model)
             .entry(request.model.clone())
             .or_default() += 1;
-        let failure = lock(&self.failures).get(&request.model).cloned();
+        let failure = lock(&self.failures)
+            .get_mut(&request.model)
+            .and_then(|(failure, seen)| {
+                *seen += 1;
+                failure.on_request(*seen)
+            });
         let mut recorded = lock(&self.recorded);
         if recorded.len() == RECORD_LIMIT {
             recorded.pop_front();
@@ -109,6 +122,8 @@ impl Shared {
         match failure {
             None => Ok(None),
             Some(Failure::DropAfter(pieces)) => Ok(Some(pieces)),
+            // `record` resolves an intermittent failure to its inner one.
+            Some(Failure::Every(..)) => Ok(None),
             Some(Failure::Status(status)) => {
                 let status =
                     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -337,3 +337,36 @@ async fn hang_holds_until_timeout_and_shutdown_releases_it() {
         assert_eq!(response.status(), 503);
     }
 }
+
+#[tokio::test]
+async fn intermittent_failures_hit_every_nth_request_and_restart_when_set() {
+    let server = start(MockConfig::default()).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/mock/failures/flaky", server.addr());
+    let set = client.put(&url).json(&json!({"failure": "500@3"})).send().await.unwrap();
+    assert_eq!(set.status(), 204);
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(post(&server, &chat("flaky", json!({}))).await.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 500, 200, 200, 500, 200]);
+
+    // Setting a failure restarts its count; a 429 keeps its retry-after.
+    server.set_failure("flaky", Some("429@2".parse().unwrap()));
+    assert_eq!(post(&server, &chat("flaky", json!({}))).await.status(), 200);
+    let limited = post(&server, &chat("flaky", json!({}))).await;
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "1");
+
+    // Every other stream is cut after two words; the others end with [DONE].
+    server.set_failure("flaky", Some("drop:2@2".parse().unwrap()));
+    let whole = post(&server, &chat("flaky", json!({"stream": true}))).await;
+    assert!(whole.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    let cut = read_until_error(post(&server, &chat("flaky", json!({"stream": true}))).await).await;
+    assert_eq!(sse_data(&cut).len(), 3, "role chunk and two words, got {cut}");
+    assert!(!cut.contains("[DONE]"));
+
+    let bad = client.put(&url).json(&json!({"failure": "500@0"})).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    server.shutdown().await;
+}
