@@ -86,6 +86,12 @@ impl Sandbox {
 
     /// Starts the upstreams, then a node from `template`.
     pub async fn start_with(template: &str, fast_config: MockConfig) -> Sandbox {
+        Sandbox::start_with_env(template, fast_config, &[]).await
+    }
+
+    /// As [`Sandbox::start_with`], with more environment variables for the
+    /// config (keys named by `*_env` settings).
+    pub async fn start_with_env(template: &str, fast_config: MockConfig, extra_env: &[(&str, &str)]) -> Sandbox {
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
         let fast = MockServer::start(any_port, fast_config).await.unwrap();
         let slow = MockServer::start(
@@ -102,7 +108,8 @@ impl Sandbox {
             .replace("{fast}", &fast.base_url())
             .replace("{slow}", &slow.base_url())
             .replace("{data_dir}", &data_dir.path().display().to_string());
-        let env = HashMap::from([("TEST_PROVIDER_KEY".to_owned(), TEST_KEY.to_owned())]);
+        let mut env = HashMap::from([("TEST_PROVIDER_KEY".to_owned(), TEST_KEY.to_owned())]);
+        env.extend(extra_env.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())));
         let config = Config::from_yaml(&yaml, &env).unwrap();
         let node = start_node(config).await.unwrap();
         Sandbox {

@@ -69,6 +69,28 @@ pub enum ClassifierError {
     Encoder(#[from] switchyard_encoder::EncoderError),
     #[error("MoE head {path}: {reason}; the head ships in models/moe-router (made by `switchyard train`)", path = path.display())]
     Head { path: std::path::PathBuf, reason: String },
+    /// No decision, on purpose: the node's classifier is saturated and the
+    /// request should be served by its router's fallback models.
+    #[error("the classifier is saturated ({})", .0.as_str())]
+    Shed(Shed),
+}
+
+/// Why a request got no classifier decision (`limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shed {
+    /// More requests were waiting than `limits.classifier_queue`.
+    QueueFull,
+    /// The decision took longer than `limits.classify_timeout_ms`.
+    Timeout,
+}
+
+impl Shed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shed::QueueFull => "queue_full",
+            Shed::Timeout => "timeout",
+        }
+    }
 }
 
 /// Names accepted by [`build`].

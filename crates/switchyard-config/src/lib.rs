@@ -19,6 +19,7 @@ pub mod raw;
 mod validate;
 
 pub use model::{
+    AuthConfig, ClientKey, KeyHash, LimitsConfig, RateLimit,
     AffinityConfig, ClassifierConfig, ClusterConfig, Config, DecisionsConfig, DemoMode, DispatchConfig, EncoderBackend, HealthConfig,
     ImplicitSessions, LatencySource, Model, PeerConfig, Price, PricingConfig, Provider, ProviderKind, RemoteClassifierConfig, Roles, Router,
     Secret, SelectionPolicy, ServerConfig, SignalsConfig, Task,
@@ -164,5 +165,81 @@ mod layer_tests {
         let lone = Config::embedded_default(&HashMap::new()).unwrap();
         assert!(lone.cluster.bootstrap, "a lone node forms its own cluster");
         assert_eq!(lone.cluster.node_id, 1);
+    }
+
+    fn with(layer: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Config::from_layers(&[DEFAULT_CONFIG_YAML, layer], &env)
+    }
+
+    #[test]
+    fn keys_are_kept_only_as_hashes() {
+        let hash = KeyHash::of("sk-team-a-0123456789abcdef").to_hex();
+        let layer = format!(
+            "auth:\n  keys:\n    - {{ name: a, sha256: {hash}, rate_limit: {{ requests_per_minute: 120 }} }}\n    - {{ name: b, key_env: KEY_B }}\n  keys_env: MORE\n  admin_key_env: ADMIN\n  rate_limit: {{ requests_per_minute: 60, burst: 10 }}\n  cluster_secret_env: SECRET\n"
+        );
+        let config = with(&layer, &[
+            ("KEY_B", "sk-team-b-0123456789abcdef"),
+            ("MORE", "c=sk-team-c-0123456789abcdef,\n d = sk-team-d-0123456789abcdef"),
+            ("ADMIN", "admin-0123456789abcdef"),
+            ("SECRET", "cluster-0123456789abcdef"),
+        ])
+        .unwrap();
+        let names: Vec<&str> = config.auth.keys.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "d"]);
+        let a = config.auth.key(&KeyHash::of("sk-team-a-0123456789abcdef")).unwrap();
+        assert_eq!(a.rate_limit, Some(RateLimit { per_minute: 120, burst: 2 }), "burst defaults to a second's worth");
+        let d = config.auth.key(&KeyHash::of("sk-team-d-0123456789abcdef")).unwrap();
+        assert_eq!(d.rate_limit, Some(RateLimit { per_minute: 60, burst: 10 }), "the default limit");
+        assert!(config.auth.key(&KeyHash::of("sk-team-e-0123456789abcdef")).is_none());
+        assert!(config.auth.admin.unwrap().matches(&KeyHash::of("admin-0123456789abcdef")));
+        let debug = format!("{config:?}");
+        for secret in ["sk-team-b-0123456789abcdef", "sk-team-c", "admin-0123456789abcdef", "cluster-0123456789abcdef"] {
+            assert!(!debug.contains(secret), "{secret} in the config's debug print");
+        }
+    }
+
+    #[test]
+    fn auth_and_limits_are_checked() {
+        let cases = [
+            ("auth: { keys: [{ name: a, sha256: abc }] }", "64 hex digits"),
+            ("auth: { keys: [{ name: a }] }", "exactly one of"),
+            ("auth: { keys: [{ name: a, key_env: SHORT }] }", "at least 16 characters"),
+            ("auth: { keys: [{ name: a, key_env: NO_SUCH_VAR }] }", "is not set"),
+            ("auth: { keys: [{ name: a, key_env: LONG }, { name: a, key_env: LONG2 }] }", "used twice"),
+            ("auth: { keys: [{ name: a, key_env: LONG }, { name: b, key_env: LONG }] }", "same key"),
+            ("auth: { keys_env: PAIRS_BAD }", "name=key"),
+            ("auth: { keys: [{ name: a, key_env: LONG }], admin_key_env: LONG }", "must not also be a client key"),
+            ("auth: { admin_key_env: LONG }\ncluster: { admin_token_env: LONG }", "not both"),
+            ("auth: { rate_limit: { requests_per_minute: 0 } }", "greater than 0"),
+            ("auth: { cluster_secret_env: SHORT }", "at least 16"),
+            ("limits: { max_messages: 0 }", "limits.max_messages"),
+            ("limits: { body_timeout_secs: -1 }", "limits.body_timeout_secs"),
+            ("limits: { bogus: 1 }", "unknown field"),
+        ];
+        let env = [
+            ("SHORT", "short"),
+            ("LONG", "a-long-enough-key-0123456789"),
+            ("LONG2", "another-long-key-0123456789"),
+            ("PAIRS_BAD", "just-a-key-without-a-name-0123"),
+        ];
+        for (layer, expected) in cases {
+            let err = with(layer, &env).unwrap_err().to_string();
+            assert!(err.contains(expected), "{layer}: {err}");
+            assert!(!err.contains("a-long-enough-key") && !err.contains("just-a-key"), "{layer}: a key in the error: {err}");
+        }
+        let defaults = Config::embedded_default(&HashMap::new()).unwrap();
+        assert!(defaults.auth.keys.is_empty() && defaults.auth.admin.is_none());
+        assert_eq!(defaults.limits.max_messages, 2048);
+        let old_name = with("cluster: { admin_token_env: LONG }", &env).unwrap();
+        assert!(old_name.auth.admin.unwrap().matches(&KeyHash::of("a-long-enough-key-0123456789")));
+    }
+
+    #[test]
+    fn key_hashes_parse_from_hex_of_either_case() {
+        let hash = KeyHash::of("x");
+        assert_eq!(KeyHash::from_hex(&hash.to_hex().to_uppercase()), Some(hash));
+        assert_eq!(KeyHash::from_hex("zz"), None);
+        assert_eq!(KeyHash::from_hex(&"é".repeat(32)), None);
     }
 }

@@ -27,6 +27,107 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The SHA-256 of a key: all a node keeps of client and admin keys, so a
+/// config file, a core dump or a debug print holds no usable key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash([u8; 32]);
+
+impl KeyHash {
+    /// The hash of a presented key.
+    pub fn of(key: &str) -> KeyHash {
+        use sha2::Digest;
+        KeyHash(sha2::Sha256::digest(key.as_bytes()).into())
+    }
+
+    /// Parses 64 hex digits (either case).
+    pub fn from_hex(hex: &str) -> Option<KeyHash> {
+        let hex = hex.trim();
+        if hex.len() != 64 || !hex.is_ascii() {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks(2)) {
+            let pair = std::str::from_utf8(pair).ok()?;
+            *byte = u8::from_str_radix(pair, 16).ok()?;
+        }
+        Some(KeyHash(bytes))
+    }
+
+    pub fn to_hex(self) -> String {
+        self.0.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    /// Equality in time independent of where the hashes differ.
+    pub fn matches(&self, other: &KeyHash) -> bool {
+        self.0.iter().zip(other.0.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
+impl std::fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A prefix is enough to tell keys apart in a debug print.
+        write!(f, "KeyHash({}…)", &self.to_hex()[..8])
+    }
+}
+
+/// A token bucket: on average `per_minute` requests a minute, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+/// A client API key, by its hash.
+#[derive(Debug, Clone)]
+pub struct ClientKey {
+    /// Shown instead of the key wherever a key must be named.
+    pub name: String,
+    pub hash: KeyHash,
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Who may call the node (`auth`).
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// Empty: the public API is open (to whoever reaches the listen address).
+    pub keys: Vec<ClientKey>,
+    /// The admin key's hash; unset: admin endpoints take loopback callers only.
+    pub admin: Option<KeyHash>,
+    /// Shared by every node; gRPC calls without it are refused.
+    pub cluster_secret: Option<Secret>,
+}
+
+impl AuthConfig {
+    /// The client key with this hash.
+    pub fn key(&self, hash: &KeyHash) -> Option<&ClientKey> {
+        self.keys.iter().find(|key| key.hash.matches(hash))
+    }
+}
+
+/// Bounds on what requests may make a node do (`limits`).
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    pub max_messages: usize,
+    pub max_message_chars: usize,
+    pub max_concurrent_requests: usize,
+    pub body_timeout: Duration,
+    pub classifier_queue: usize,
+    pub classify_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_messages: 2048,
+            max_message_chars: 8192,
+            max_concurrent_requests: 1024,
+            body_timeout: Duration::from_secs(30),
+            classifier_queue: 256,
+            classify_timeout: Duration::from_millis(2000),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -246,8 +347,6 @@ pub struct ClusterConfig {
     pub election_timeout_min: Duration,
     pub election_timeout_max: Duration,
     pub snapshot_every: u64,
-    /// Bearer token of the admin endpoints (from `admin_token_env`).
-    pub admin_token: Option<Secret>,
     pub roles: Roles,
     /// Cluster gRPC addresses to register classifier workers with.
     pub seeds: Vec<String>,
@@ -323,6 +422,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub signals: SignalsConfig,
     pub decisions: DecisionsConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
     /// Model id or alias → index in `models`.
     pub(crate) model_names: HashMap<String, usize>,
 }

@@ -34,6 +34,83 @@ pub struct RawConfig {
     pub signals: RawSignals,
     #[serde(default)]
     pub decisions: RawDecisions,
+    #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// Who may call the node (`auth`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Client API keys. When any is configured, the public API
+    /// (`/v1/chat/completions`, `/v1/messages`, `/v1/route`, `/v1/models`)
+    /// requires one, as `Authorization: Bearer <key>` or `x-api-key`.
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    /// An environment variable holding more keys, `name=key` pairs
+    /// separated by commas or newlines; hashed as they are read.
+    pub keys_env: Option<String>,
+    /// The rate limit of keys that set none of their own; unlimited when unset.
+    pub rate_limit: Option<RawRateLimit>,
+    /// SHA-256 (hex) of the admin key, for the admin and cluster endpoints.
+    pub admin_key_sha256: Option<String>,
+    /// An environment variable holding the admin key itself
+    /// (`cluster.admin_token_env` is the older name of this setting).
+    pub admin_key_env: Option<String>,
+    /// An environment variable holding the secret every node of the cluster
+    /// shares: the internal gRPC services refuse calls without it.
+    pub cluster_secret_env: Option<String>,
+}
+
+/// One client API key: its hash (at rest in the file) or the variable
+/// holding the key itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    /// Shown in logs, metrics and the decision log instead of the key.
+    pub name: String,
+    /// SHA-256 of the key, 64 hex digits (`switchyard hash-key` prints it).
+    pub sha256: Option<String>,
+    /// An environment variable holding the key.
+    pub key_env: Option<String>,
+    pub rate_limit: Option<RawRateLimit>,
+}
+
+/// A token bucket: `requests_per_minute` on average, `burst` at once.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub requests_per_minute: u32,
+    /// Requests a key may make at once after a quiet spell; a second's
+    /// worth (at least 1) by default.
+    pub burst: Option<u32>,
+}
+
+/// Bounds on what requests may make a node do (`limits`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Messages in one request (400 above); 2048 by default.
+    pub max_messages: Option<usize>,
+    /// Characters of one message the classifier reads; a longer message is
+    /// cut in the middle for classification only (the upstream gets it
+    /// whole). 8192 by default.
+    pub max_message_chars: Option<usize>,
+    /// Public API requests in flight on this node, streams included;
+    /// above it requests are shed with 503 and `Retry-After`. 1024 by default.
+    pub max_concurrent_requests: Option<usize>,
+    /// Seconds a client may take to send its request body (408 after); 30
+    /// by default.
+    pub body_timeout_secs: Option<f64>,
+    /// Decisions waiting for this node's classifier workers beyond one per
+    /// worker; above it a request is served by its router's fallback
+    /// models instead of waiting. 256 by default.
+    pub classifier_queue: Option<usize>,
+    /// The longest a request waits for its classifier decision before it
+    /// is served by the fallback models; 2000 ms by default.
+    pub classify_timeout_ms: Option<u64>,
 }
 
 /// The decision log (`GET /v1/decisions`).

@@ -11,7 +11,7 @@ use crate::ConfigError;
 use crate::model::{
     AffinityConfig, ClassifierConfig, ClusterConfig, Config, DecisionsConfig, DemoMode, DispatchConfig, EncoderBackend, HealthConfig,
     ImplicitSessions, LatencySource, Model, PeerConfig, Price, PricingConfig, Provider, ProviderKind, RemoteClassifierConfig, Roles, Router,
-    Secret, SelectionPolicy, ServerConfig, SignalsConfig, Task,
+    Secret, SelectionPolicy, ServerConfig, SignalsConfig, Task, AuthConfig, ClientKey, KeyHash, LimitsConfig, RateLimit,
 };
 use crate::raw::{RawConfig, RawModel, RawPrice, RawProvider, RawRouter};
 
@@ -111,7 +111,7 @@ pub(crate) fn validate(
             "must not exceed dispatch.total_timeout_ms",
         ));
     }
-    let cluster = cluster(&raw, env)?;
+    let cluster = cluster(&raw)?;
     let signals = signals(&raw, &model_names, &models)?;
     let decisions = DecisionsConfig {
         enabled: raw.decisions.enabled.unwrap_or(true),
@@ -124,6 +124,8 @@ pub(crate) fn validate(
         },
         preview_chars: raw.decisions.preview_chars.unwrap_or(80),
     };
+    let auth = auth(&raw, env)?;
+    let limits = limits(&raw)?;
     Ok(Config {
         server,
         prices_as_of: raw.prices_as_of,
@@ -138,7 +140,180 @@ pub(crate) fn validate(
         cluster,
         signals,
         decisions,
+        auth,
+        limits,
         model_names,
+    })
+}
+
+/// Shortest key accepted from the environment: a key is only as strong as
+/// its entropy, and SHA-256 at rest protects only keys that cannot be guessed.
+const MIN_KEY_CHARS: usize = 16;
+
+fn env_secret(env: &HashMap<String, String>, name: &str, place: &str) -> Result<String, ConfigError> {
+    match env.get(name).map(|value| value.trim()) {
+        Some(value) if !value.is_empty() => Ok(value.to_owned()),
+        _ => Err(ConfigError::invalid(place, format!("the environment variable `{name}` is not set"))),
+    }
+}
+
+fn strong_key(key: &str, place: &str) -> Result<(), ConfigError> {
+    if key.chars().count() < MIN_KEY_CHARS {
+        return Err(ConfigError::invalid(
+            place,
+            format!("the key must have at least {MIN_KEY_CHARS} characters (use a random one)"),
+        ));
+    }
+    Ok(())
+}
+
+fn rate_limit(raw: Option<crate::raw::RawRateLimit>, place: &str) -> Result<Option<RateLimit>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    if raw.requests_per_minute == 0 {
+        return Err(ConfigError::invalid(format!("{place}.requests_per_minute"), "must be greater than 0"));
+    }
+    let burst = raw.burst.unwrap_or_else(|| raw.requests_per_minute.div_ceil(60));
+    if burst == 0 {
+        return Err(ConfigError::invalid(format!("{place}.burst"), "must be greater than 0"));
+    }
+    Ok(Some(RateLimit {
+        per_minute: raw.requests_per_minute,
+        burst,
+    }))
+}
+
+fn auth(raw: &RawConfig, env: &HashMap<String, String>) -> Result<AuthConfig, ConfigError> {
+    let a = &raw.auth;
+    let default_limit = rate_limit(a.rate_limit, "auth.rate_limit")?;
+    let mut keys: Vec<ClientKey> = Vec::new();
+    let mut add = |key: ClientKey, place: &str| -> Result<(), ConfigError> {
+        if key.name.trim().is_empty() {
+            return Err(ConfigError::invalid(place, "a key needs a `name`"));
+        }
+        if keys.iter().any(|other| other.name == key.name) {
+            return Err(ConfigError::invalid(place, format!("key name `{}` is used twice", key.name)));
+        }
+        if keys.iter().any(|other| other.hash == key.hash) {
+            return Err(ConfigError::invalid(place, format!("key `{}` is the same key as another", key.name)));
+        }
+        keys.push(key);
+        Ok(())
+    };
+    for (index, key) in a.keys.iter().enumerate() {
+        let place = format!("auth.keys[{index}]");
+        let hash = match (&key.sha256, &key.key_env) {
+            (Some(hex), None) => KeyHash::from_hex(hex).ok_or_else(|| {
+                ConfigError::invalid(format!("{place}.sha256"), "must be 64 hex digits (`switchyard hash-key` prints them)")
+            })?,
+            (None, Some(name)) => {
+                let value = env_secret(env, name, &format!("{place}.key_env"))?;
+                strong_key(&value, &format!("{place}.key_env"))?;
+                KeyHash::of(&value)
+            }
+            _ => return Err(ConfigError::invalid(place, "set exactly one of `sha256` and `key_env`")),
+        };
+        let limit = rate_limit(key.rate_limit, &format!("{place}.rate_limit"))?.or(default_limit);
+        add(
+            ClientKey {
+                name: key.name.clone(),
+                hash,
+                rate_limit: limit,
+            },
+            &place,
+        )?;
+    }
+    if let Some(name) = &a.keys_env {
+        let text = env_secret(env, name, "auth.keys_env")?;
+        for pair in text.split([',', '\n']).map(str::trim).filter(|pair| !pair.is_empty()) {
+            // Never echo the pair: it holds a key.
+            let Some((key_name, value)) = pair.split_once('=') else {
+                return Err(ConfigError::invalid(
+                    "auth.keys_env",
+                    format!("`{name}` must hold `name=key` pairs separated by commas or newlines"),
+                ));
+            };
+            let (key_name, value) = (key_name.trim(), value.trim());
+            strong_key(value, &format!("auth.keys_env ({key_name})"))?;
+            add(
+                ClientKey {
+                    name: key_name.to_owned(),
+                    hash: KeyHash::of(value),
+                    rate_limit: default_limit,
+                },
+                &format!("auth.keys_env ({key_name})"),
+            )?;
+        }
+    }
+    let admin_env = match (&a.admin_key_env, &raw.cluster.admin_token_env) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(
+                "auth.admin_key_env",
+                "set either it or its older name cluster.admin_token_env, not both",
+            ));
+        }
+        (Some(name), None) => Some((name, "auth.admin_key_env")),
+        (None, Some(name)) => Some((name, "cluster.admin_token_env")),
+        (None, None) => None,
+    };
+    let admin = match (&a.admin_key_sha256, admin_env) {
+        (Some(_), Some((_, place))) => {
+            return Err(ConfigError::invalid(place, "set either it or auth.admin_key_sha256, not both"));
+        }
+        (Some(hex), None) => Some(KeyHash::from_hex(hex).ok_or_else(|| {
+            ConfigError::invalid("auth.admin_key_sha256", "must be 64 hex digits (`switchyard hash-key` prints them)")
+        })?),
+        (None, Some((name, place))) => {
+            let value = env_secret(env, name, place)?;
+            strong_key(&value, place)?;
+            Some(KeyHash::of(&value))
+        }
+        (None, None) => None,
+    };
+    if let Some(admin) = &admin
+        && let Some(key) = keys.iter().find(|key| key.hash == *admin)
+    {
+        return Err(ConfigError::invalid(
+            "auth",
+            format!("the admin key must not also be a client key (it is the same as key `{}`)", key.name),
+        ));
+    }
+    let cluster_secret = match &a.cluster_secret_env {
+        None => None,
+        Some(name) => {
+            let value = env_secret(env, name, "auth.cluster_secret_env")?;
+            strong_key(&value, "auth.cluster_secret_env")?;
+            Some(Secret::new(value))
+        }
+    };
+    Ok(AuthConfig {
+        keys,
+        admin,
+        cluster_secret,
+    })
+}
+
+fn limits(raw: &RawConfig) -> Result<LimitsConfig, ConfigError> {
+    let l = &raw.limits;
+    let defaults = LimitsConfig::default();
+    let count = |value: Option<usize>, default: usize, place: &str| -> Result<usize, ConfigError> {
+        Ok(positive(value.map(|n| n as u64), default as u64, place)? as usize)
+    };
+    Ok(LimitsConfig {
+        max_messages: count(l.max_messages, defaults.max_messages, "limits.max_messages")?,
+        max_message_chars: count(l.max_message_chars, defaults.max_message_chars, "limits.max_message_chars")?,
+        max_concurrent_requests: count(
+            l.max_concurrent_requests,
+            defaults.max_concurrent_requests,
+            "limits.max_concurrent_requests",
+        )?,
+        body_timeout: seconds(l.body_timeout_secs, defaults.body_timeout.as_secs_f64(), "limits.body_timeout_secs")?,
+        // 0 is allowed: no waiting beyond one decision per worker.
+        classifier_queue: l.classifier_queue.unwrap_or(defaults.classifier_queue),
+        classify_timeout: Duration::from_millis(positive(
+            l.classify_timeout_ms,
+            defaults.classify_timeout.as_millis() as u64,
+            "limits.classify_timeout_ms",
+        )?),
     })
 }
 
@@ -231,20 +406,8 @@ const DEFAULT_ELECTION_MIN_MS: u64 = 400;
 const DEFAULT_ELECTION_MAX_MS: u64 = 800;
 const DEFAULT_SNAPSHOT_EVERY: u64 = 5_000;
 
-fn cluster(raw: &RawConfig, env: &HashMap<String, String>) -> Result<ClusterConfig, ConfigError> {
+fn cluster(raw: &RawConfig) -> Result<ClusterConfig, ConfigError> {
     let c = &raw.cluster;
-    let admin_token = match &c.admin_token_env {
-        None => None,
-        Some(name) => match env.get(name).map(|value| value.trim()) {
-            Some(token) if !token.is_empty() => Some(Secret::new(token)),
-            _ => {
-                return Err(ConfigError::invalid(
-                    "cluster.admin_token_env",
-                    format!("the environment variable `{name}` is not set"),
-                ));
-            }
-        },
-    };
     let roles = roles(c)?;
     let node_id = positive(c.node_id, 1, "cluster.node_id")?;
     let listen_text = c.listen.as_deref().unwrap_or("127.0.0.1:0");
@@ -314,7 +477,6 @@ fn cluster(raw: &RawConfig, env: &HashMap<String, String>) -> Result<ClusterConf
         election_timeout_min: Duration::from_millis(election_min),
         election_timeout_max: Duration::from_millis(election_max),
         snapshot_every: positive(c.snapshot_every, DEFAULT_SNAPSHOT_EVERY, "cluster.snapshot_every")?,
-        admin_token,
         roles,
         seeds: c.seeds.clone(),
     })

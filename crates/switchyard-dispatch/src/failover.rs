@@ -166,13 +166,13 @@ impl Dispatcher {
                 return AttemptResult::Failed(AttemptFailure::Status { status });
             }
             let body = match tokio::time::timeout_at(deadline, response.bytes()).await {
-                Ok(Ok(bytes)) => error_body(status, &bytes),
-                _ => error_body(status, b""),
+                Ok(Ok(bytes)) => error_body(status, &bytes, upstream.api_key.as_ref()),
+                _ => error_body(status, b"", None),
             };
             return AttemptResult::Rejected(status, body);
         }
         if stream {
-            let mut events = kinds::events(upstream, eventsource_stream::Eventsource::eventsource(response.bytes_stream()));
+            let mut events = kinds::events(upstream, crate::stream::sse_events(response.bytes_stream()));
             let first = match tokio::time::timeout_at(first_byte_deadline, events.next()).await {
                 Err(_) => return AttemptResult::Failed(timeout("first byte")),
                 Ok(None) => return AttemptResult::Failed(broken("stream ended before any event")),
@@ -293,7 +293,17 @@ pub(crate) fn describe(err: &reqwest::Error) -> String {
 }
 
 /// An upstream's error body, kept when it is OpenAI-shaped, wrapped otherwise.
-fn error_body(status: u16, bytes: &[u8]) -> Value {
+/// The body goes to the client, so the provider key it may echo ("invalid
+/// key sk-...") is cut out first.
+fn error_body(status: u16, bytes: &[u8], key: Option<&switchyard_config::Secret>) -> Value {
+    let scrubbed;
+    let bytes = match key.map(|key| key.expose()).filter(|key| !key.is_empty()) {
+        Some(key) if bytes.windows(key.len()).any(|window| window == key.as_bytes()) => {
+            scrubbed = String::from_utf8_lossy(bytes).replace(key, "[redacted]");
+            scrubbed.as_bytes()
+        }
+        _ => bytes,
+    };
     match serde_json::from_slice::<Value>(bytes) {
         Ok(value) if value.get("error").is_some() => value,
         _ => json!({
@@ -335,5 +345,17 @@ mod tests {
         )
         .unwrap();
         assert!(!upstream_body(&asked, "m").1);
+    }
+
+    #[test]
+    fn an_echoed_provider_key_never_reaches_the_client() {
+        let key = switchyard_config::Secret::new("sk-live-0123456789abcdef");
+        let body = br#"{"error":{"message":"Incorrect API key provided: sk-live-0123456789abcdef.","type":"invalid_request_error"}}"#;
+        let value = error_body(400, body, Some(&key));
+        let text = value.to_string();
+        assert!(!text.contains("sk-live-0123456789abcdef"), "{text}");
+        assert!(text.contains("Incorrect API key provided: [redacted]."), "{text}");
+        let plain = error_body(400, b"not json sk-live-0123456789abcdef", Some(&key));
+        assert!(!plain.to_string().contains("sk-live"), "{plain}");
     }
 }

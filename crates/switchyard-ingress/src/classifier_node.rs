@@ -29,7 +29,7 @@ pub struct ClassifierNode {
     /// This node's gRPC address, as registered.
     pub addr: String,
     pub metrics: ActorRef<MetricsMsg>,
-    pub admin_token: Option<switchyard_config::Secret>,
+    pub admin: Option<switchyard_config::KeyHash>,
     /// How many cluster nodes took its last registration.
     pub registered: watch::Receiver<usize>,
 }
@@ -92,7 +92,13 @@ async fn status_json(node: &ClassifierNode) -> Result<Value, IngressError> {
     }))
 }
 
-async fn status(State(node): State<AppState>) -> Result<Json<Value>, IngressError> {
+/// `GET /v1/classifier` (admin).
+async fn status(
+    State(node): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, IngressError> {
+    check_admin(node.admin.as_ref(), &headers, peer)?;
     Ok(Json(status_json(&node).await?))
 }
 
@@ -110,7 +116,7 @@ async fn resize(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, IngressError> {
-    check_admin(node.admin_token.as_ref(), &headers, peer)?;
+    check_admin(node.admin.as_ref(), &headers, peer)?;
     let bytes = body.map_err(|rejection| IngressError::Body(rejection.body_text()))?;
     let request: Resize = serde_json::from_slice(&bytes)
         .map_err(|err| IngressError::BadAdminRequest(format!("expected {{\"workers\": N}}: {err}")))?;

@@ -67,8 +67,18 @@ pub enum IngressError {
     RouterNotApplied(u64),
     #[error("this node does not serve the public API (roles: {0}); send requests to an ingress node")]
     NotIngress(String),
-    #[error("the cluster admin endpoints need `Authorization: Bearer <token>` (cluster.admin_token_env), or a loopback caller when no token is set")]
+    #[error("the admin and cluster endpoints need `Authorization: Bearer <admin key>` (auth.admin_key_sha256 or auth.admin_key_env), or a loopback caller when no admin key is set")]
     AdminForbidden,
+    #[error("this router needs an API key: send `Authorization: Bearer <key>` (or `x-api-key: <key>`)")]
+    MissingKey,
+    #[error("the API key is not valid")]
+    InvalidKey,
+    #[error("rate limit of key `{key}` reached ({per_minute} requests per minute); retry after {retry_after} s")]
+    RateLimited { key: String, per_minute: u32, retry_after: u64 },
+    #[error("the router is at its limit of {limit} concurrent requests; retry shortly")]
+    Overloaded { limit: usize },
+    #[error("the request body did not arrive within {secs} s")]
+    BodyTimeout { secs: f64 },
 }
 
 fn summarize(attempts: &[Attempt]) -> String {
@@ -108,6 +118,10 @@ impl IngressError {
             IngressError::RouterNotApplied(_) => StatusCode::GATEWAY_TIMEOUT,
             IngressError::NotIngress(_) => StatusCode::MISDIRECTED_REQUEST,
             IngressError::AdminForbidden => StatusCode::FORBIDDEN,
+            IngressError::MissingKey | IngressError::InvalidKey => StatusCode::UNAUTHORIZED,
+            IngressError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            IngressError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            IngressError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             IngressError::Cluster(ClusterError::UnknownNode(_)) => StatusCode::NOT_FOUND,
             IngressError::Cluster(ClusterError::NoLeader) => StatusCode::SERVICE_UNAVAILABLE,
             IngressError::Cluster(ClusterError::Config(_)) => StatusCode::BAD_REQUEST,
@@ -145,6 +159,11 @@ impl IngressError {
             IngressError::RouterNotApplied(_) => ("server_error", "router_not_applied"),
             IngressError::NotIngress(_) => ("invalid_request_error", "not_an_ingress_node"),
             IngressError::AdminForbidden => ("permission_error", "admin_forbidden"),
+            IngressError::MissingKey => ("invalid_request_error", "missing_api_key"),
+            IngressError::InvalidKey => ("invalid_request_error", "invalid_api_key"),
+            IngressError::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
+            IngressError::Overloaded { .. } => ("server_error", "overloaded"),
+            IngressError::BodyTimeout { .. } => ("invalid_request_error", "body_timeout"),
             IngressError::Cluster(ClusterError::UnknownNode(_)) => ("invalid_request_error", "node_not_found"),
             IngressError::Cluster(ClusterError::NoLeader) => ("server_error", "no_cluster_leader"),
             IngressError::Cluster(_) => ("server_error", "cluster_error"),
@@ -199,6 +218,22 @@ impl IngressError {
 }
 
 impl IngressError {
+    /// Headers that tell a client how to recover: when to retry, how to
+    /// authenticate.
+    fn headers(&self) -> Vec<(axum::http::HeaderName, axum::http::HeaderValue)> {
+        use axum::http::{HeaderValue, header};
+        match self {
+            IngressError::RateLimited { retry_after, .. } => {
+                vec![(header::RETRY_AFTER, HeaderValue::from(*retry_after))]
+            }
+            IngressError::Overloaded { .. } => vec![(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+            IngressError::MissingKey | IngressError::InvalidKey => {
+                vec![(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// The error as `POST /v1/messages` answers it: Anthropic's envelope
     /// (`{"type": "error", "error": {"type", "message"}}`, with Anthropic's
     /// error type names) that still carries the OpenAI fields (`code`,
@@ -228,7 +263,9 @@ impl IngressError {
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), error = %self, "request failed");
         }
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        response.headers_mut().extend(self.headers());
+        response
     }
 }
 
@@ -240,7 +277,9 @@ impl IntoResponse for IngressError {
         } else {
             tracing::debug!(status = status.as_u16(), error = %self, "request refused");
         }
-        (status, axum::Json(self.body())).into_response()
+        let mut response = (status, axum::Json(self.body())).into_response();
+        response.headers_mut().extend(self.headers());
+        response
     }
 }
 

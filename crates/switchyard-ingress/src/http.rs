@@ -29,13 +29,21 @@ type AppState = Arc<Pipeline>;
 /// Every route the node serves. A node without the `ingress` role answers
 /// the public API with 421 (send it to an ingress node) and serves the rest.
 pub fn router(pipeline: Arc<Pipeline>) -> Router {
-    let body_limit = pipeline.config.load().server.max_body_bytes;
+    let config = pipeline.config.load();
+    let body_limit = config.server.max_body_bytes;
     let public = if pipeline.ingress {
+        let door = Arc::new(crate::admission::Door::new(
+            &config.auth,
+            &config.limits,
+            body_limit,
+            pipeline.metrics.clone(),
+        ));
         Router::new()
             .route("/v1/chat/completions", post(chat_completions))
             .route("/v1/messages", post(messages))
             .route("/v1/route", post(route_only))
             .route("/v1/models", get(list_models))
+            .route_layer(axum::middleware::from_fn_with_state(door, crate::admission::admit))
     } else {
         Router::new()
             .route("/v1/chat/completions", axum::routing::any(not_ingress))
@@ -130,7 +138,7 @@ async fn decisions(
     headers: HeaderMap,
     query: Result<axum::extract::Query<DecisionParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, IngressError> {
-    check_admin(pipeline.admin_token.as_ref(), &headers, peer)?;
+    check_admin(pipeline.admin.as_ref(), &headers, peer)?;
     let axum::extract::Query(params) = query.map_err(|rejection| IngressError::BadAdminRequest(rejection.body_text()))?;
     let log = pipeline
         .decisions
@@ -202,7 +210,22 @@ fn parse_body(
     pipeline: &Pipeline,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<ChatRequest, IngressError> {
-    Ok(ChatRequest::from_json(&read_body(pipeline, body)?)?)
+    within_limits(pipeline, ChatRequest::from_json(&read_body(pipeline, body)?)?)
+}
+
+/// Refuses a request with more messages than `limits.max_messages`.
+fn within_limits(pipeline: &Pipeline, request: ChatRequest) -> Result<ChatRequest, IngressError> {
+    let max = pipeline.config.load().limits.max_messages;
+    if request.messages.len() > max {
+        return Err(IngressError::BadRequest(RequestError::Invalid {
+            param: "messages".to_owned(),
+            message: format!(
+                "has {} messages; this router accepts at most {max} (limits.max_messages)",
+                request.messages.len()
+            ),
+        }));
+    }
+    Ok(request)
 }
 
 /// Reads an Anthropic Messages request and turns it into the router's
@@ -219,7 +242,7 @@ fn parse_messages_body(pipeline: &Pipeline, body: Result<Bytes, BytesRejection>)
     }
     let bytes = serde_json::to_vec(&openai)
         .map_err(|err| IngressError::BadRequest(RequestError::Malformed(err.to_string())))?;
-    Ok(ChatRequest::from_json(&bytes)?)
+    within_limits(pipeline, ChatRequest::from_json(&bytes)?)
 }
 
 /// The session id from `X-Model-Affinity`, if any.
@@ -514,6 +537,7 @@ async fn route_only(
         "scores": scores,
         "classifier": plan.decision.as_ref().map(|d| d.classifier.clone()),
         "affinity": plan.affinity.as_str(),
+        "shed": plan.shed,
         "decision_ms": plan.decision_time.as_secs_f64() * 1000.0,
     });
     let mut response = Json(body).into_response();
@@ -619,8 +643,13 @@ async fn classifier_json(pipeline: &Pipeline) -> Result<Value, IngressError> {
     }))
 }
 
-/// `GET /v1/classifier`: the classifier kind and the worker pool's size.
-async fn classifier_status(State(pipeline): State<AppState>) -> Result<Json<Value>, IngressError> {
+/// `GET /v1/classifier` (admin): the classifier kind and the worker pool's size.
+async fn classifier_status(
+    State(pipeline): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, IngressError> {
+    check_admin(pipeline.admin.as_ref(), &headers, peer)?;
     Ok(Json(classifier_json(&pipeline).await?))
 }
 
@@ -653,30 +682,32 @@ async fn classifier_resize(
     }
 }
 
-/// `GET /v1/cluster`: this node's view of the cluster.
-async fn cluster_status(State(pipeline): State<AppState>) -> Json<switchyard_cluster::ClusterStatus> {
-    Json(pipeline.cluster.status())
+/// `GET /v1/cluster` (admin): this node's view of the cluster; it names
+/// internal addresses, so it is for operators.
+async fn cluster_status(
+    State(pipeline): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<switchyard_cluster::ClusterStatus>, IngressError> {
+    check_admin(pipeline.admin.as_ref(), &headers, peer)?;
+    Ok(Json(pipeline.cluster.status()))
 }
 
-/// Membership changes are for operators: a bearer token when one is
-/// configured, otherwise callers on this machine only.
+/// The admin and cluster endpoints are for operators: the admin key when
+/// one is configured, otherwise callers on this machine only.
 pub(crate) fn check_admin(
-    admin_token: Option<&switchyard_config::Secret>,
+    admin: Option<&switchyard_config::KeyHash>,
     headers: &HeaderMap,
     peer: std::net::SocketAddr,
 ) -> Result<(), IngressError> {
-    match admin_token {
-        Some(token) => {
-            let token = token.expose();
+    match admin {
+        Some(admin) => {
             let presented = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| value.strip_prefix("Bearer "));
-            // Compared in full either way, so timing says nothing of the token.
-            let matches = presented.is_some_and(|presented| {
-                presented.len() == token.len()
-                    && presented.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-            });
+            // Hashes compared in full: timing says nothing of the key.
+            let matches = presented.is_some_and(|presented| admin.matches(&switchyard_config::KeyHash::of(presented.trim())));
             if matches { Ok(()) } else { Err(IngressError::AdminForbidden) }
         }
         None if peer.ip().is_loopback() => Ok(()),
@@ -693,7 +724,7 @@ fn admin_request<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     expected: &str,
 ) -> Result<T, IngressError> {
-    check_admin(pipeline.admin_token.as_ref(), headers, peer)?;
+    check_admin(pipeline.admin.as_ref(), headers, peer)?;
     let bytes = body.map_err(|rejection| IngressError::Body(rejection.body_text()))?;
     serde_json::from_slice(&bytes).map_err(|err| IngressError::BadAdminRequest(format!("expected {expected}: {err}")))
 }
@@ -741,7 +772,7 @@ async fn cluster_remove(
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<switchyard_cluster::ClusterStatus>, IngressError> {
-    check_admin(pipeline.admin_token.as_ref(), &headers, peer)?;
+    check_admin(pipeline.admin.as_ref(), &headers, peer)?;
     let id: u64 = id
         .parse()
         .map_err(|_| IngressError::BadAdminRequest(format!("`{id}` is not a node id")))?;

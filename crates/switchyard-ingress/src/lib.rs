@@ -7,6 +7,8 @@
 //! outcome.
 //!
 //! # Layout
+//! - [`admission`]: the public API's door: client keys, rate limits,
+//!   load shedding, body size and time limits.
 //! - [`pipeline`]: the stages composed for one request, as plain async code.
 //! - [`http`]: the axum routes and handlers.
 //! - [`routers`]: `/v1/routers`, routers made through the admin API.
@@ -17,6 +19,7 @@
 //!   (bind, serve, drain on shutdown).
 
 pub mod actor;
+pub mod admission;
 pub mod classifier_node;
 pub mod error;
 pub mod http;

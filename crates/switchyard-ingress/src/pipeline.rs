@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ractor::ActorRef;
 use switchyard_affinity::{AffinityMsg, Pin, PinKey};
+use switchyard_classifier::ClassifierError;
 use switchyard_classifier::remote::Spread;
 use sha2::{Digest, Sha256};
 use switchyard_config::{Config, ImplicitSessions, LiveConfig};
@@ -43,9 +44,9 @@ pub struct Pipeline {
     pub signals: SharedSignals,
     /// This node's cluster membership: status and admin endpoints.
     pub cluster: Arc<switchyard_cluster::Shared>,
-    /// Bearer token required by the cluster admin endpoints; without one,
-    /// they accept only loopback callers.
-    pub admin_token: Option<switchyard_config::Secret>,
+    /// The admin key's hash (`auth`): the admin and cluster endpoints need
+    /// it; without one, they accept only loopback callers.
+    pub admin: Option<switchyard_config::KeyHash>,
     /// The router version (log index of the last router change) whose
     /// routers are in force here; the routers API waits on it so that its
     /// answer means "served on this node".
@@ -81,6 +82,9 @@ pub struct Plan {
     pub decision_time: Duration,
     /// The routed message as the decision log keeps it.
     pub prompt: PromptDigest,
+    /// Why the classifier gave no decision on purpose (`queue_full`,
+    /// `timeout`): the request goes to the fallback models, unpinned.
+    pub shed: Option<&'static str>,
 }
 
 /// The routed user message, as the decision log may keep it: a hash, and a
@@ -174,6 +178,7 @@ impl Pipeline {
                     session: None,
                     decision_time: started.elapsed(),
                     target,
+                    shed: None,
                 });
             }
             Target::Router(router) => router.clone(),
@@ -187,28 +192,42 @@ impl Pipeline {
             Some(key) => self.live_pin(key).await,
             None => None,
         };
+        let status = if session.is_some() {
+            AffinityStatus::Miss
+        } else {
+            AffinityStatus::None
+        };
+        let mut shed = None;
         let (route, decision, affinity) = match &pin {
             Some(pin) => (pin.route.clone(), None, AffinityStatus::Hit),
             None => {
-                let on_user_only = self.config.load().router(&router).is_none_or(|r| r.route_on_user_only);
-                let conversation = routed_conversation(&request.messages, on_user_only);
-                let classified = self.classifier.classify(&router, conversation).await?;
-                let _ = self.metrics.cast(MetricsMsg::Classified {
-                    target: classified.target.as_str(),
-                    fallback: classified.fallback.map(|reason| reason.as_str()),
-                    seconds: classified.elapsed.as_secs_f64(),
-                    nodes: self.classifier.registry().len(std::time::Instant::now()),
-                });
-                let decision = classified.decision;
-                let _ = self
-                    .metrics
-                    .cast(MetricsMsg::Decision(Box::new(decision.clone())));
-                let status = if session.is_some() {
-                    AffinityStatus::Miss
-                } else {
-                    AffinityStatus::None
-                };
-                (decision.route.clone(), Some(decision), status)
+                let config = self.config.load();
+                let on_user_only = config.router(&router).is_none_or(|r| r.route_on_user_only);
+                let conversation = routed_conversation(&request.messages, on_user_only, config.limits.max_message_chars);
+                match self.classifier.classify(&router, conversation).await {
+                    Ok(classified) => {
+                        let _ = self.metrics.cast(MetricsMsg::Classified {
+                            target: classified.target.as_str(),
+                            fallback: classified.fallback.map(|reason| reason.as_str()),
+                            seconds: classified.elapsed.as_secs_f64(),
+                            nodes: self.classifier.registry().len(std::time::Instant::now()),
+                        });
+                        let decision = classified.decision;
+                        let _ = self
+                            .metrics
+                            .cast(MetricsMsg::Decision(Box::new(decision.clone())));
+                        (decision.route.clone(), Some(decision), status)
+                    }
+                    // A saturated classifier must not stall requests: the
+                    // fallback models serve this one without a decision.
+                    Err(ClassifierError::Shed(reason)) => {
+                        tracing::warn!(router = %router, reason = reason.as_str(), "classifier saturated; serving from the fallback models");
+                        let _ = self.metrics.cast(MetricsMsg::Shed { reason: reason.as_str() });
+                        shed = Some(reason.as_str());
+                        (OTHER_ROUTE.to_owned(), None, status)
+                    }
+                    Err(err) => return Err(err.into()),
+                }
             }
         };
         let _ = self.metrics.cast(MetricsMsg::Affinity {
@@ -232,6 +251,7 @@ impl Pipeline {
             affinity,
             session: session.map(|key| (key, pin)),
             decision_time: started.elapsed(),
+            shed,
         })
     }
 
@@ -286,6 +306,11 @@ impl Pipeline {
         let Some((key, previous)) = &plan.session else {
             return;
         };
+        if plan.shed.is_some() {
+            // A fallback model that stood in while the classifier was
+            // saturated is no choice to keep the session on.
+            return;
+        }
         if previous.as_ref().is_some_and(|pin| pin.model == model) {
             return;
         }
@@ -399,11 +424,18 @@ pub fn implicit_key(messages: &[ChatMessage], tools: &[&str]) -> String {
 /// the last user message: the tool calls and tool results of an agent loop
 /// that follow it do not move the route. Without it, a trailing tool
 /// result is read as the turn to route.
-pub fn routed_conversation(messages: &[ChatMessage], on_user_only: bool) -> Conversation {
+/// Each message's text is cut to `max_chars` (head and tail kept): what a
+/// classifier reads is bounded whatever a client sends.
+pub fn routed_conversation(messages: &[ChatMessage], on_user_only: bool, max_chars: usize) -> Conversation {
     let mut conversation = match messages.iter().rposition(|m| m.role == Role::User) {
         Some(last_user) if on_user_only => Conversation::from_messages(&messages[..=last_user]),
         _ => Conversation::from_messages(messages),
     };
+    for turn in &mut conversation.turns {
+        if let std::borrow::Cow::Owned(cut) = switchyard_types::limits::truncate_middle(&turn.text, max_chars) {
+            turn.text = cut;
+        }
+    }
     if !on_user_only
         && let Some(last) = conversation.turns.last_mut()
         && matches!(last.role, Role::Tool | Role::Function)
@@ -446,10 +478,10 @@ mod tests {
                 {"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"w","arguments":"{}"}}]},
                 {"role":"tool","tool_call_id":"c","content":"SELECT * FROM forecasts"}]"#,
         );
-        let on_user = routed_conversation(&loop_step, true);
+        let on_user = routed_conversation(&loop_step, true, 8192);
         assert_eq!(on_user.turns.len(), 1);
         assert_eq!(on_user.user_turns_newest_first().next().unwrap().text, "weather in Paris?");
-        let on_everything = routed_conversation(&loop_step, false);
+        let on_everything = routed_conversation(&loop_step, false, 8192);
         assert_eq!(on_everything.turns.len(), 3);
         assert_eq!(on_everything.user_turns_newest_first().next().unwrap().text, "SELECT * FROM forecasts");
     }

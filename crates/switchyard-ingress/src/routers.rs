@@ -64,7 +64,7 @@ pub async fn list(
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, IngressError> {
-    check_admin(pipeline.admin_token.as_ref(), &headers, peer)?;
+    check_admin(pipeline.admin.as_ref(), &headers, peer)?;
     let config = pipeline.config.load();
     let stored = pipeline.cluster.routers();
     Ok(Json(json!({
@@ -81,7 +81,7 @@ pub async fn get(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, IngressError> {
-    check_admin(pipeline.admin_token.as_ref(), &headers, peer)?;
+    check_admin(pipeline.admin.as_ref(), &headers, peer)?;
     let config = pipeline.config.load();
     let router = config.router(&name).ok_or_else(|| IngressError::UnknownRouter(name.clone()))?;
     Ok(Json(router_json(router, pipeline.cluster.routers().routers.get(&name))))
@@ -149,7 +149,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), IngressError> {
-    check_admin(pipeline.admin_token.as_ref(), &headers, peer)?;
+    check_admin(pipeline.admin.as_ref(), &headers, peer)?;
     let raw = definition(body, None)?;
     Ok((StatusCode::CREATED, Json(store(&pipeline, raw, true).await?)))
 }
@@ -162,7 +162,7 @@ pub async fn replace(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, IngressError> {
-    check_admin(pipeline.admin_token.as_ref(), &headers, peer)?;
+    check_admin(pipeline.admin.as_ref(), &headers, peer)?;
     let raw = definition(body, Some(&name))?;
     Ok(Json(store(&pipeline, raw, false).await?))
 }
@@ -175,7 +175,7 @@ pub async fn delete(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, IngressError> {
-    check_admin(pipeline.admin_token.as_ref(), &headers, peer)?;
+    check_admin(pipeline.admin.as_ref(), &headers, peer)?;
     let config = pipeline.config.load_full();
     if !pipeline.cluster.routers().routers.contains_key(&name) {
         return Err(if config.is_file_router(&name) {

@@ -43,6 +43,11 @@ pub enum MetricsMsg {
         seconds: f64,
         nodes: usize,
     },
+    /// A request served by its router's fallback models without a
+    /// classifier decision (`queue_full`, `timeout`).
+    Shed { reason: &'static str },
+    /// A public API request refused at the door or admitted under a key.
+    Admission(crate::registry::Admission),
     /// A session-pin lookup on a router.
     Affinity { router: String, status: AffinityStatus },
     /// A finished dispatch: outcome, tokens, cost, latency, failed
@@ -253,6 +258,8 @@ impl Actor for MetricsCollector {
                 nodes,
             } => state.metrics.record_classify(target, fallback, seconds, nodes),
             MetricsMsg::Affinity { router, status } => state.metrics.record_affinity(&router, status),
+            MetricsMsg::Shed { reason } => state.metrics.record_shed(reason),
+            MetricsMsg::Admission(admission) => state.metrics.record_admission(&admission),
             MetricsMsg::Outcome(outcome) => {
                 state.metrics.record_outcome(&outcome);
                 let health_changed = state.record_health(&outcome, &myself);

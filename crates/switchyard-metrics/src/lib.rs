@@ -37,7 +37,7 @@ pub use decision_log::{DecisionLog, DecisionLogArgs, DecisionLogMsg, query_decis
 pub use decisions::{DecisionQuery, DecisionRing};
 pub use latency::LatencyTracker;
 pub use pricing::{PriceUpdate, parse_prices};
-pub use registry::{ClusterGauges, METRICS_CONTENT_TYPE, Metrics};
+pub use registry::{Admission, ClusterGauges, METRICS_CONTENT_TYPE, Metrics, REFUSAL_REASONS};
 
 /// Why metrics or a live signal could not be produced.
 #[derive(Debug, thiserror::Error)]

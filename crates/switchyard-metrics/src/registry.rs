@@ -106,6 +106,23 @@ struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    key: String,
+}
+
+/// Why the door refused a request (`switchyard_refused_total{reason}`).
+pub const REFUSAL_REASONS: &[&str] = &["missing_key", "invalid_key", "rate_limited", "overloaded", "body_timeout", "too_large"];
+
+/// What the door did with one public API request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Refused, for one of [`REFUSAL_REASONS`].
+    Refused(&'static str),
+    /// Admitted under the client key of this name.
+    Key(String),
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AffinityLabels {
     router: String,
     result: String,
@@ -178,6 +195,9 @@ pub struct Metrics {
     classify_seconds: HistogramFamily<TargetLabels>,
     classifier_fallbacks: Family<ReasonLabels, Counter>,
     classifier_nodes: Gauge,
+    classifier_shed: Family<ReasonLabels, Counter>,
+    refused: Family<ReasonLabels, Counter>,
+    key_requests: Family<KeyLabels, Counter>,
     upstream_errors: Family<ErrorLabels, Counter>,
     affinity: Family<AffinityLabels, Counter>,
     pin_writes: Family<PinWriteLabels, Counter>,
@@ -328,6 +348,30 @@ impl Metrics {
             "Requests classified locally because no classifier node answered in time (timeout, error, overloaded, no_classifier)",
             classifier_fallbacks.clone(),
         );
+        let classifier_shed: Family<ReasonLabels, Counter> = Family::default();
+        for reason in ["queue_full", "timeout"] {
+            let _ = classifier_shed.get_or_create(&ReasonLabels { reason: reason.to_owned() });
+        }
+        registry.register(
+            "classifier_shed",
+            "Requests served by their router's fallback models without a decision, because this node's classifier queue was full or the decision took longer than limits.classify_timeout_ms",
+            classifier_shed.clone(),
+        );
+        let refused: Family<ReasonLabels, Counter> = Family::default();
+        for reason in REFUSAL_REASONS {
+            let _ = refused.get_or_create(&ReasonLabels { reason: (*reason).to_owned() });
+        }
+        registry.register(
+            "refused",
+            "Public API requests refused before routing (missing_key, invalid_key, rate_limited, overloaded, body_timeout, too_large)",
+            refused.clone(),
+        );
+        let key_requests: Family<KeyLabels, Counter> = Family::default();
+        registry.register(
+            "key_requests",
+            "Public API requests admitted, by client key name (auth.keys)",
+            key_requests.clone(),
+        );
         let classifier_nodes = Gauge::default();
         registry.register(
             "classifier_nodes",
@@ -409,6 +453,9 @@ impl Metrics {
             classify_seconds,
             classifier_fallbacks,
             classifier_nodes,
+            classifier_shed,
+            refused,
+            key_requests,
             upstream_errors,
             affinity,
         }
@@ -450,6 +497,24 @@ impl Metrics {
                 .inc();
         }
         self.classifier_nodes.set(i64::try_from(nodes).unwrap_or(i64::MAX));
+    }
+
+    /// A request served by the fallback models for want of a decision.
+    pub fn record_shed(&self, reason: &str) {
+        self.classifier_shed
+            .get_or_create(&ReasonLabels { reason: reason.to_owned() })
+            .inc();
+    }
+
+    /// A request refused at the door, or admitted under a client key.
+    pub fn record_admission(&self, admission: &Admission) {
+        match admission {
+            Admission::Refused(reason) => self
+                .refused
+                .get_or_create(&ReasonLabels { reason: (*reason).to_owned() })
+                .inc(),
+            Admission::Key(key) => self.key_requests.get_or_create(&KeyLabels { key: key.clone() }).inc(),
+        };
     }
 
     pub fn record_affinity(&self, router: &str, status: AffinityStatus) {

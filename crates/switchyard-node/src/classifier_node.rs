@@ -110,7 +110,7 @@ pub(crate) async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         kind,
         addr: grpc_addr.clone(),
         metrics: metrics.clone(),
-        admin_token: config.cluster.admin_token.clone(),
+        admin: config.auth.admin,
         registered,
     });
     let (ingress, task) = Actor::spawn(

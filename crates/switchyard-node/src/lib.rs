@@ -245,6 +245,7 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
         indexes,
         registry,
         RemoteSettings::from_config(&config.classifier.remote),
+        switchyard_classifier::remote::LocalBounds::from_config(&config.limits),
     );
 
     let decisions = if config.decisions.enabled {
@@ -274,7 +275,7 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
         dispatcher: Dispatcher::new(&config)?,
         signals,
         cluster: cluster.shared(),
-        admin_token: config.cluster.admin_token.clone(),
+        admin: config.auth.admin,
         routers_applied: routers_seen,
         ingress: roles.ingress,
     });

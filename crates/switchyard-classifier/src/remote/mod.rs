@@ -34,7 +34,7 @@ pub mod proto {
 
 pub use registry::{Registry, RemoteStatus};
 pub use server::{ClassifierService, RegistryService};
-pub use spread::{Classified, Fallback, Spread, Target};
+pub use spread::{Classified, Fallback, LocalBounds, Spread, Target};
 
 /// How ingress nodes use classifier nodes (`classifier.remote` in the config).
 #[derive(Debug, Clone)]

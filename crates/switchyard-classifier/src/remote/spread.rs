@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use super::registry::{Live, Pending};
 use super::{RemoteSettings, Registry, decision_from_proto, proto, routes_to_proto, turns_to_proto};
 use crate::actor::{ClassifierPool, SharedIndexes, classify};
-use crate::ClassifierError;
+use crate::{ClassifierError, Shed};
 
 /// How long a node that failed or timed out is skipped (a renewal brings
 /// it back sooner).
@@ -65,6 +65,26 @@ impl Fallback {
     }
 }
 
+/// Bounds on this node's own classifier queue: past them a request is
+/// not classified at all (the caller serves it from the fallback pool)
+/// rather than left waiting behind a backlog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalBounds {
+    /// Requests waiting beyond one per worker.
+    pub queue: usize,
+    /// The longest a request waits for its decision.
+    pub timeout: Duration,
+}
+
+impl LocalBounds {
+    pub fn from_config(limits: &switchyard_config::LimitsConfig) -> LocalBounds {
+        LocalBounds {
+            queue: limits.classifier_queue,
+            timeout: limits.classify_timeout,
+        }
+    }
+}
+
 /// A decision and how it was reached.
 #[derive(Debug, Clone)]
 pub struct Classified {
@@ -105,8 +125,13 @@ struct Outstanding(Arc<AtomicUsize>);
 
 impl Outstanding {
     fn start(count: &Arc<AtomicUsize>) -> Outstanding {
-        count.fetch_add(1, Ordering::Relaxed);
-        Outstanding(Arc::clone(count))
+        Outstanding::joining(count).0
+    }
+
+    /// Starts one and says how many were outstanding before it.
+    fn joining(count: &Arc<AtomicUsize>) -> (Outstanding, usize) {
+        let before = count.fetch_add(1, Ordering::Relaxed);
+        (Outstanding(Arc::clone(count)), before)
     }
 }
 
@@ -134,6 +159,7 @@ struct Inner {
     indexes: SharedIndexes,
     registry: Arc<Registry>,
     settings: RemoteSettings,
+    bounds: LocalBounds,
 }
 
 impl Spread {
@@ -144,6 +170,7 @@ impl Spread {
         indexes: SharedIndexes,
         registry: Arc<Registry>,
         settings: RemoteSettings,
+        bounds: LocalBounds,
     ) -> Spread {
         Spread {
             inner: Arc::new(Inner {
@@ -154,6 +181,7 @@ impl Spread {
                 indexes,
                 registry,
                 settings,
+                bounds,
             }),
         }
     }
@@ -227,8 +255,14 @@ impl Spread {
         started: Instant,
         fallback: Option<Fallback>,
     ) -> Result<Classified, ClassifierError> {
-        let _outstanding = Outstanding::start(&self.inner.local_outstanding);
-        let decision = classify(&self.inner.local, router, conversation).await?;
+        let (_outstanding, ahead) = Outstanding::joining(&self.inner.local_outstanding);
+        let bounds = self.inner.bounds;
+        if ahead >= self.inner.local_workers.load(Ordering::Relaxed) + bounds.queue {
+            return Err(ClassifierError::Shed(Shed::QueueFull));
+        }
+        let decision = tokio::time::timeout(bounds.timeout, classify(&self.inner.local, router, conversation))
+            .await
+            .map_err(|_| ClassifierError::Shed(Shed::Timeout))??;
         Ok(Classified {
             decision,
             target: Target::Local,
