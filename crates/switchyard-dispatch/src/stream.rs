@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventsource_stream::Event;
+use eventsource_stream::{Event, EventStream, Eventsource};
 use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
 use switchyard_types::Usage;
@@ -38,6 +38,42 @@ pub struct StreamSummary {
 pub struct SseRelay {
     pub body: mpsc::Receiver<Result<Bytes, Infallible>>,
     pub summary: oneshot::Receiver<StreamSummary>,
+}
+
+/// An upstream's SSE body as events.
+///
+/// UTF-8 byte-order marks opening the body are dropped first (the SSE
+/// format allows one): eventsource-stream 0.2.3 cuts one off as if it were
+/// one byte and panics on the char boundary (found by fuzzing,
+/// fuzz/README.md). A mark may arrive split over the first chunks.
+pub fn sse_events<S, E>(body: S) -> EventStream<impl Stream<Item = Result<Bytes, E>>>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+{
+    const BOM: &[u8] = "\u{feff}".as_bytes();
+    // The body's first bytes, until they show that no BOM follows.
+    let mut head = Some(Vec::with_capacity(BOM.len()));
+    body.map(Some)
+        .chain(futures_util::stream::once(std::future::ready(None)))
+        .map(move |item| match (item, head.as_mut()) {
+            (Some(Ok(chunk)), None) => Ok(chunk),
+            (Some(Ok(chunk)), Some(seen)) => {
+                seen.extend_from_slice(&chunk);
+                let marks = seen.chunks_exact(BOM.len()).take_while(|bytes| *bytes == BOM).count();
+                seen.drain(..marks * BOM.len());
+                // Empty, or maybe the start of one more mark: wait for more.
+                if BOM.starts_with(seen) {
+                    return Ok(Bytes::new());
+                }
+                let rest = Bytes::from(std::mem::take(seen));
+                head = None;
+                Ok(rest)
+            }
+            (Some(Err(err)), _) => Err(err),
+            // The body ended inside what could have been a BOM: it was not one.
+            (None, _) => Ok(head.take().map(Bytes::from).unwrap_or_default()),
+        })
+        .eventsource()
 }
 
 /// Reads `usage` from an OpenAI response or chunk.
@@ -149,7 +185,7 @@ fn frame(event: &str, data: &str) -> Bytes {
 /// Rewrites one chunk for the client: our model id, usage noted, and the
 /// usage-only chunk dropped when only the router asked for it. Data that is
 /// not JSON passes through untouched.
-fn rewrite_chunk(
+pub fn rewrite_chunk(
     data: &str,
     model: &str,
     swallow_usage: bool,
@@ -200,6 +236,30 @@ mod tests {
             })
         );
         assert!(rewrite_chunk(usage_chunk, "our-id", false, &mut usage).is_some());
+    }
+
+    fn events_of(chunks: &[&'static [u8]]) -> Vec<Event> {
+        let body = futures_util::stream::iter(chunks.iter().map(|chunk| Ok::<_, Infallible>(Bytes::from_static(chunk))));
+        let events: Vec<_> = futures_util::FutureExt::now_or_never(sse_events(body).collect::<Vec<_>>()).unwrap();
+        events.into_iter().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn a_byte_order_mark_opening_the_stream_is_dropped_even_when_split() {
+        // Fuzzing finding: eventsource-stream alone panics on these bodies.
+        let whole = events_of(&[b"\xef\xbb\xbfdata: {\"a\":1}\n\n"]);
+        assert_eq!(whole.len(), 1);
+        assert_eq!((whole[0].event.as_str(), whole[0].data.as_str()), ("message", r#"{"a":1}"#));
+        assert_eq!(events_of(&[b"\xef", b"\xbb", b"\xbf", b"data: {\"a\":1}\n\n"]), whole);
+        assert_eq!(events_of(&[b"", b"\xef\xbb", b"\xbfdata: {\"a\":1}", b"\n\n"]), whole);
+        assert_eq!(events_of(&[b"data: {\"a\":1}\n\n"]), whole);
+        assert_eq!(events_of(&[b"da", b"ta: {\"a\":1}\n\n"]), whole);
+        // A second opening mark would reach the same panic: it goes too.
+        assert_eq!(events_of(&[b"\xef\xbb\xbf\xef\xbb", b"\xbfdata: {\"a\":1}\n\n"]), whole);
+        // Only opening marks go; a later one is data.
+        assert_eq!(events_of(&[b"data: \xef\xbb\xbf\n\n"])[0].data, "\u{feff}");
+        assert!(events_of(&[b"\xef\xbb\xbf"]).is_empty());
+        assert!(events_of(&[b"\n"]).is_empty());
     }
 
     #[test]
