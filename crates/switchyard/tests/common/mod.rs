@@ -87,11 +87,8 @@ pub struct ClusterFiles {
 /// nothing started. One router, `eng`, whose three tasks start with
 /// different models (`manual`), BM25 classifier, fallback `m1`.
 pub fn cluster_files(upstream: &str, count: u64, initial: u64) -> ClusterFiles {
-    let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("base.yaml");
-    std::fs::write(
-        &base,
-        format!(
+    cluster_files_with_base(
+        &format!(
             r#"
 demo: off
 providers:
@@ -111,8 +108,17 @@ classifier: {{ kind: lexical, workers: 1 }}
 affinity: {{ ttl_secs: 3600 }}
 "#
         ),
+        count,
+        initial,
     )
-    .unwrap();
+}
+
+/// [`cluster_files`] with the given shared base config (the YAML text:
+/// providers, models, routers...); the overlays are the same.
+pub fn cluster_files_with_base(base_yaml: &str, count: u64, initial: u64) -> ClusterFiles {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.yaml");
+    std::fs::write(&base, base_yaml).unwrap();
     let ports: Vec<(u64, u16, u16)> = (1..=count).map(|id| (id, free_port(), free_port())).collect();
     let peers: String = ports
         .iter()
