@@ -83,6 +83,7 @@ async fn main() {
                 heartbeat: Duration::from_millis(100),
                 election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
                 snapshot_every: 5_000,
+                secret: switchyard_cluster::PeerSecret::none(),
             }, tonic::service::Routes::default())
             .await
             .unwrap(),

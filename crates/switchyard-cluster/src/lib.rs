@@ -9,6 +9,7 @@
 //!   machine in memory, rebuilt from the snapshot and the log at start.
 //! - [`network`] / [`service`]: openraft over gRPC (`proto/`): the client
 //!   side and the internal services a node serves its peers.
+//! - [`peer_auth`]: the shared secret peers present on every gRPC call.
 //! - [`node`]: one node's raft instance and server, pin writes from any node
 //!   (forwarded to the leader), linearizable reads, status and membership.
 //! - [`backend`]: [`ReplicatedStore`], the affinity backend over all that.
@@ -16,11 +17,13 @@
 pub mod backend;
 pub mod network;
 pub mod node;
+pub mod peer_auth;
 pub mod service;
 pub mod storage;
 pub mod types;
 
 pub use backend::ReplicatedStore;
+pub use peer_auth::PeerSecret;
 pub use node::{ClusterNode, ClusterSettings, ClusterStatus, MemberStatus, Shared};
 pub use types::{Member, NodeId, RouterTable, StoredRouter};
 

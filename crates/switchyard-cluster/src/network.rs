@@ -2,7 +2,6 @@
 //! channel to its `Raft` service. Payloads are openraft's own messages,
 //! bincode-encoded (see `proto/switchyard/cluster/v1/cluster.proto`).
 
-use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -13,27 +12,21 @@ use openraft::raft::{
 use openraft::AnyError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::proto::RaftPayload;
 use crate::proto::raft_client::RaftClient;
 use crate::types::{Member, NodeId, TypeConfig, decode, encode};
 
-/// How long a connection attempt to a peer may take: peers are on a LAN.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// A lazily connecting channel to `addr` (`host:port`).
-pub(crate) fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .connect_lazy())
-}
+pub use crate::peer_auth::CONNECT_TIMEOUT;
+use crate::peer_auth::{Link, PeerSecret, link};
 
 /// Makes one [`Peer`] per target; openraft keeps it for the replication
 /// stream to that target.
 #[derive(Debug, Clone, Default)]
-pub struct Network;
+pub struct Network {
+    /// Presented to every peer (`auth.cluster_secret_env`).
+    pub secret: PeerSecret,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
@@ -41,7 +34,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Peer {
         Peer {
             target,
-            client: channel(&node.raft_addr).map(RaftClient::new).map_err(|err| err.to_string()),
+            client: link(&node.raft_addr, &self.secret).map(RaftClient::new).map_err(|err| err.to_string()),
         }
     }
 }
@@ -50,7 +43,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 #[derive(Debug)]
 pub struct Peer {
     target: NodeId,
-    client: Result<RaftClient<Channel>, String>,
+    client: Result<RaftClient<Link>, String>,
 }
 
 type RpcError<E = RaftError<NodeId>> = RPCError<NodeId, Member, E>;

@@ -13,10 +13,10 @@ use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
 use switchyard_affinity::{Pin, PinKey};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 
 use crate::ClusterError;
-use crate::network::{Network, channel};
+use crate::network::Network;
+use crate::peer_auth::{Link, PeerSecret, link, verify_layer};
 use crate::proto;
 use crate::proto::cluster_client::ClusterClient;
 use crate::service::{RaftService, ClusterService};
@@ -60,6 +60,8 @@ pub struct ClusterSettings {
     /// A snapshot is built after this many applied entries; the log before
     /// it is then purged.
     pub snapshot_every: u64,
+    /// The cluster's shared secret: presented to peers, required of them.
+    pub secret: PeerSecret,
 }
 
 /// Everything the server, the store backend and the admin API share.
@@ -68,6 +70,7 @@ pub struct Shared {
     pub(crate) max_sessions: usize,
     pub(crate) raft: Raft,
     pub(crate) state: Arc<RwLock<StateData>>,
+    pub(crate) secret: PeerSecret,
 }
 
 impl std::fmt::Debug for Shared {
@@ -118,7 +121,7 @@ impl ClusterNode {
         }
         .validate()
         .map_err(|err| ClusterError::Config(err.to_string()))?;
-        let raft = Raft::new(settings.node_id, Arc::new(config), Network, LogStore::new(db), machine)
+        let raft = Raft::new(settings.node_id, Arc::new(config), Network { secret: settings.secret.clone() }, LogStore::new(db), machine)
             .await
             .map_err(|err| ClusterError::Raft(err.to_string()))?;
 
@@ -138,12 +141,14 @@ impl ClusterNode {
             max_sessions: settings.max_sessions,
             raft,
             state,
+            secret: settings.secret.clone(),
         });
         let (shutdown, mut stop) = watch::channel(false);
         let services = services
             .add_service(proto::raft_server::RaftServer::new(RaftService::new(Arc::clone(&shared))))
             .add_service(proto::cluster_server::ClusterServer::new(ClusterService::new(Arc::clone(&shared))));
         let server = tonic::transport::Server::builder()
+            .layer(verify_layer(settings.secret.clone()))
             .add_routes(services)
             // No Nagle: a forwarded write is one small request and one small
             // reply, which Nagle plus delayed ACKs held back 40 ms.
@@ -346,9 +351,9 @@ impl Shared {
             .cloned()
     }
 
-    fn client(&self, id: NodeId) -> Result<ClusterClient<Channel>, ClusterError> {
+    fn client(&self, id: NodeId) -> Result<ClusterClient<Link>, ClusterError> {
         let member = self.member(id).ok_or(ClusterError::NoLeader)?;
-        let channel = channel(&member.raft_addr).map_err(|err| ClusterError::Peer(err.to_string()))?;
+        let channel = link(&member.raft_addr, &self.secret).map_err(|err| ClusterError::Peer(err.to_string()))?;
         Ok(ClusterClient::new(channel))
     }
 

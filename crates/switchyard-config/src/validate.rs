@@ -282,6 +282,12 @@ fn auth(raw: &RawConfig, env: &HashMap<String, String>) -> Result<AuthConfig, Co
         Some(name) => {
             let value = env_secret(env, name, "auth.cluster_secret_env")?;
             strong_key(&value, "auth.cluster_secret_env")?;
+            if !value.bytes().all(|byte| byte.is_ascii_graphic()) {
+                return Err(ConfigError::invalid(
+                    "auth.cluster_secret_env",
+                    "the secret travels as gRPC metadata: visible ASCII only (`openssl rand -hex 32` makes one)",
+                ));
+            }
             Some(Secret::new(value))
         }
     };

@@ -179,10 +179,16 @@ impl Dispatcher {
                 Ok(Some(Err(err))) => return AttemptResult::Failed(broken(&err.to_string())),
                 Ok(Some(Ok(event))) => event,
             };
-            if let Ok(value) = serde_json::from_str::<Value>(&first.data)
-                && value.get("error").is_some()
-            {
-                return AttemptResult::Failed(broken("the stream opened with an error event"));
+            match serde_json::from_str::<Value>(&first.data) {
+                Ok(value) if value.get("error").is_some() => {
+                    return AttemptResult::Failed(broken("the stream opened with an error event"));
+                }
+                Ok(_) => {}
+                // Nothing reached the client yet: the next model can serve.
+                Err(_) if first.data.trim() != "[DONE]" => {
+                    return AttemptResult::Failed(broken("the stream opened with data that is not JSON"));
+                }
+                Err(_) => {}
             }
             let ttft = started.elapsed();
             let relay = relay(
@@ -213,6 +219,10 @@ impl Dispatcher {
             Ok(value) => kinds::response(upstream, value),
             Err(err) => return AttemptResult::Failed(broken(&format!("invalid JSON body: {err}"))),
         };
+        // A 200 without choices answers nothing: clients index `choices[0]`.
+        if !value.get("choices").is_some_and(Value::is_array) {
+            return AttemptResult::Failed(broken("the response has no `choices` array"));
+        }
         if let Some(object) = value.as_object_mut() {
             object.insert("model".to_owned(), Value::String(upstream.model.clone()));
         }

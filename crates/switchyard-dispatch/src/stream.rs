@@ -125,6 +125,12 @@ where
                 },
             };
             let done = event.data.trim() == "[DONE]";
+            // A chunk that is not JSON would break the client's SDK mid-
+            // answer; end the stream with an error event instead.
+            if !done && serde_json::from_str::<serde::de::IgnoredAny>(&event.data).is_err() {
+                broken = Some("the upstream sent a chunk that is not JSON".to_owned());
+                break;
+            }
             let frame = if done {
                 Some(frame(&event.event, "[DONE]"))
             } else {

@@ -79,6 +79,8 @@ pub enum IngressError {
     Overloaded { limit: usize },
     #[error("the request body did not arrive within {secs} s")]
     BodyTimeout { secs: f64 },
+    #[error("Content-Type `{0}` is not accepted: send the body as application/json")]
+    UnsupportedMediaType(String),
 }
 
 fn summarize(attempts: &[Attempt]) -> String {
@@ -122,6 +124,7 @@ impl IngressError {
             IngressError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             IngressError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             IngressError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            IngressError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngressError::Cluster(ClusterError::UnknownNode(_)) => StatusCode::NOT_FOUND,
             IngressError::Cluster(ClusterError::NoLeader) => StatusCode::SERVICE_UNAVAILABLE,
             IngressError::Cluster(ClusterError::Config(_)) => StatusCode::BAD_REQUEST,
@@ -164,6 +167,7 @@ impl IngressError {
             IngressError::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
             IngressError::Overloaded { .. } => ("server_error", "overloaded"),
             IngressError::BodyTimeout { .. } => ("invalid_request_error", "body_timeout"),
+            IngressError::UnsupportedMediaType(_) => ("invalid_request_error", "unsupported_media_type"),
             IngressError::Cluster(ClusterError::UnknownNode(_)) => ("invalid_request_error", "node_not_found"),
             IngressError::Cluster(ClusterError::NoLeader) => ("server_error", "no_cluster_leader"),
             IngressError::Cluster(_) => ("server_error", "cluster_error"),
@@ -246,7 +250,7 @@ impl IngressError {
             404 => "not_found_error",
             413 => "request_too_large",
             429 => "rate_limit_error",
-            529 => "overloaded_error",
+            503 | 529 => "overloaded_error",
             400..=499 => "invalid_request_error",
             _ => "api_error",
         };

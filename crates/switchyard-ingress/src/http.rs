@@ -205,6 +205,28 @@ fn read_body(pipeline: &Pipeline, body: Result<Bytes, BytesRejection>) -> Result
     })
 }
 
+/// Refuses a body declared as something other than JSON. Lenient where
+/// clients are: no type, `text/plain`, and the form type `curl -d` sends
+/// by default are read as JSON too; multipart, XML, binary are not.
+fn check_content_type(headers: &HeaderMap) -> Result<(), IngressError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = text.split(';').next().unwrap_or("").trim();
+    let json_like = essence == "application/json"
+        || essence.ends_with("+json")
+        || essence == "text/plain"
+        || essence == "application/x-www-form-urlencoded";
+    if json_like {
+        Ok(())
+    } else {
+        Err(IngressError::UnsupportedMediaType(
+            String::from_utf8_lossy(value.as_bytes()).chars().take(100).collect(),
+        ))
+    }
+}
+
 /// Reads and validates a chat request body.
 fn parse_body(
     pipeline: &Pipeline,
@@ -273,6 +295,7 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, IngressError> {
+    check_content_type(&headers)?;
     let request = parse_body(&pipeline, body)?;
     serve(&pipeline, &request, session(&headers)?, Api::OpenAi).await
 }
@@ -281,6 +304,7 @@ async fn chat_completions(
 /// completions and answered in the Anthropic shape (errors included).
 async fn messages(State(pipeline): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let served = async {
+        check_content_type(&headers)?;
         let request = parse_messages_body(&pipeline, body)?;
         serve(&pipeline, &request, session(&headers)?, Api::Anthropic).await
     };
@@ -498,6 +522,7 @@ async fn route_only(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, IngressError> {
+    check_content_type(&headers)?;
     let request = parse_body(&pipeline, body)?;
     let plan = pipeline.plan(&request, session(&headers)?).await?;
     pipeline.log_dry_run(&plan);

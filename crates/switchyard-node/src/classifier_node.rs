@@ -77,8 +77,10 @@ pub(crate) async fn start(config: Config) -> Result<NodeHandle, NodeError> {
     let grpc_addr = config.cluster.advertise.clone().unwrap_or_else(|| bound.to_string());
     let (stop, mut stopped) = watch::channel(false);
     let service = ClassifierServer::new(ClassifierService::new(pool.clone(), classifier));
+    let secret = crate::peer_secret(&config);
     let server = tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
+            .layer(switchyard_cluster::peer_auth::verify_layer(secret))
             .add_service(service)
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
@@ -99,6 +101,7 @@ pub(crate) async fn start(config: Config) -> Result<NodeHandle, NodeError> {
             classifier: kind.to_owned(),
             seeds: config.cluster.seeds.clone(),
             every: settings.register_every,
+            secret: crate::peer_secret(&config),
         },
         pool.clone(),
         stop.subscribe(),

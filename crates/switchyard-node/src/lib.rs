@@ -189,7 +189,7 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
     };
     let (pool, task) = switchyard_classifier::spawn_pool(Arc::clone(&indexes), pool_workers).await?;
     tasks.push(task);
-    let registry = Arc::new(Registry::new(config.classifier.remote.max_batch));
+    let registry = Arc::new(Registry::new(config.classifier.remote.max_batch, peer_secret(&config)));
     let cluster_shared: Arc<std::sync::OnceLock<Arc<switchyard_cluster::Shared>>> = Arc::default();
     let members = {
         let cluster_shared = Arc::clone(&cluster_shared);
@@ -366,6 +366,25 @@ fn cluster_settings(config: &Config, http_addr: SocketAddr) -> ClusterSettings {
         heartbeat: cluster.heartbeat,
         election_timeout: (cluster.election_timeout_min, cluster.election_timeout_max),
         snapshot_every: cluster.snapshot_every,
+        secret: peer_secret(config),
+    }
+}
+
+/// The cluster's shared secret as the gRPC links use it. Warns when the
+/// internal services are reachable from other machines without one.
+pub(crate) fn peer_secret(config: &Config) -> switchyard_cluster::PeerSecret {
+    match &config.auth.cluster_secret {
+        // Validation admits only secrets that can travel as gRPC metadata.
+        Some(secret) => switchyard_cluster::PeerSecret::new(secret.expose()).unwrap_or_default(),
+        None => {
+            if !config.cluster.listen.ip().is_loopback() {
+                tracing::warn!(
+                    listen = %config.cluster.listen,
+                    "the cluster gRPC services listen beyond loopback without a shared secret: set auth.cluster_secret_env"
+                );
+            }
+            switchyard_cluster::PeerSecret::none()
+        }
     }
 }
 

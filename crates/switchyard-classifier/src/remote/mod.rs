@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use switchyard_types::{Conversation, Role, RouteDecision, Turn};
 
-use crate::{ClassifierError, RouteSpec};
+use crate::RouteSpec;
 
 /// Generated from `proto/switchyard/classifier/v1/classifier.proto`.
 pub mod proto {
@@ -56,15 +56,6 @@ impl RemoteSettings {
             register_every: config.register_every,
         }
     }
-}
-
-/// A lazily connecting gRPC channel to `addr` (`host:port`).
-pub(crate) fn channel(addr: &str) -> Result<tonic::transport::Channel, ClassifierError> {
-    Ok(tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|err| ClassifierError::Unavailable(format!("bad classifier address `{addr}`: {err}")))?
-        .connect_timeout(Duration::from_millis(500))
-        .tcp_nodelay(true)
-        .connect_lazy())
 }
 
 pub(crate) fn turns_to_proto(conversation: &Conversation) -> Vec<proto::Turn> {

@@ -19,6 +19,8 @@ pub struct Announce {
     pub classifier: String,
     pub seeds: Vec<String>,
     pub every: Duration,
+    /// The cluster's shared secret, presented to the nodes registered with.
+    pub secret: switchyard_cluster::PeerSecret,
 }
 
 /// Registers until `stop` turns true. Failures are logged and retried on
@@ -60,7 +62,7 @@ pub async fn run(
         let mut learned: BTreeSet<String> = announce.seeds.iter().cloned().collect();
         let mut took = 0;
         for node in &known {
-            match register_with(node, registration.clone(), announce.every).await {
+            match register_with(node, registration.clone(), announce.every, &announce.secret).await {
                 Ok(nodes) => {
                     took += 1;
                     learned.insert(node.clone());
@@ -81,8 +83,13 @@ pub async fn run(
     }
 }
 
-async fn register_with(node: &str, registration: proto::Registration, timeout: Duration) -> Result<Vec<String>, String> {
-    let channel = super::channel(node).map_err(|err| err.to_string())?;
+async fn register_with(
+    node: &str,
+    registration: proto::Registration,
+    timeout: Duration,
+    secret: &switchyard_cluster::PeerSecret,
+) -> Result<Vec<String>, String> {
+    let channel = switchyard_cluster::peer_auth::link(node, secret).map_err(|err| err.to_string())?;
     let mut request = tonic::Request::new(registration);
     request.set_timeout(timeout);
     RegistryClient::new(channel)

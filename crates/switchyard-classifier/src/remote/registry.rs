@@ -66,13 +66,16 @@ pub struct RemoteStatus {
 pub struct Registry {
     remotes: Mutex<HashMap<String, Remote>>,
     max_batch: usize,
+    /// Presented to classifier nodes on every call.
+    secret: switchyard_cluster::PeerSecret,
 }
 
 impl Registry {
-    pub fn new(max_batch: usize) -> Registry {
+    pub fn new(max_batch: usize, secret: switchyard_cluster::PeerSecret) -> Registry {
         Registry {
             remotes: Mutex::new(HashMap::new()),
             max_batch: max_batch.max(1),
+            secret,
         }
     }
 
@@ -98,7 +101,7 @@ impl Registry {
             remote.down_until = None;
             return Ok(());
         }
-        let channel = super::channel(&registration.addr).map_err(|err| err.to_string())?;
+        let channel = switchyard_cluster::peer_auth::link(&registration.addr, &self.secret).map_err(|err| err.to_string())?;
         let (queue, receiver) = mpsc::channel(QUEUE_BOUND);
         tokio::spawn(send_batches(
             registration.addr.clone(),
@@ -189,7 +192,7 @@ impl Registry {
 /// queue fills while calls are out, and batches form by themselves.
 async fn send_batches(
     addr: String,
-    client: ClassifierClient<tonic::transport::Channel>,
+    client: ClassifierClient<switchyard_cluster::peer_auth::Link>,
     mut queue: mpsc::Receiver<Pending>,
     max_batch: usize,
 ) {
