@@ -321,9 +321,24 @@ async fn excess_concurrent_requests_are_shed_with_503_not_queued() {
 }
 
 #[tokio::test]
-async fn a_body_that_never_arrives_gets_408() {
+async fn stalled_headers_are_cut_off_and_a_stalled_body_gets_408() {
     let bad = bad_upstream().await;
-    let sandbox = sandbox(&bad, "limits:\n  body_timeout_secs: 0.5\n").await;
+    let sandbox = sandbox(&bad, "limits:\n  body_timeout_secs: 0.5\n  header_timeout_secs: 0.5\n").await;
+
+    // Headers that never end (slowloris): the connection is closed.
+    let mut slow_headers = tokio::net::TcpStream::connect(sandbox.node.addr()).await.unwrap();
+    slow_headers.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buffer = [0u8; 1024];
+        while let Ok(n) = slow_headers.read(&mut buffer).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a connection whose headers never end is closed");
+
     let mut socket = tokio::net::TcpStream::connect(sandbox.node.addr()).await.unwrap();
     socket
         .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"model\":")

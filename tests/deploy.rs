@@ -509,7 +509,8 @@ fn each_voter_starts_as_the_peer_that_base_yaml_names() {
         assert!(peer.http.ends_with(&format!(":{}", port(container, "http"))), "{}", peer.http);
         check_ports(container, config, &pod);
         assert_eq!(config.server.data_dir, Path::new(data_mount), "raft state on the volume claim");
-        assert!(config.cluster.admin_token.is_some());
+        assert!(config.auth.admin.is_some());
+        assert!(config.auth.cluster_secret.is_some(), "every pod has the cluster secret");
         assert!(!config.demo_active());
         for provider in &config.providers {
             assert!(
@@ -571,7 +572,8 @@ fn each_classifier_pod_starts_as_a_classifier_only_node_that_finds_the_voters() 
         );
         assert!(ids.insert(config.cluster.node_id), "two classifier pods with node id {}", config.cluster.node_id);
         check_ports(container, config, pod);
-        assert!(config.cluster.admin_token.is_some());
+        assert!(config.auth.admin.is_some());
+        assert!(config.auth.cluster_secret.is_some(), "every pod has the cluster secret");
 
         // The validation above has teeth: the same layers without seeds are refused.
         let mut layers: Vec<&str> = node.layers.iter().map(String::as_str).collect();

@@ -111,6 +111,7 @@ pub struct LimitsConfig {
     pub max_message_chars: usize,
     pub max_concurrent_requests: usize,
     pub body_timeout: Duration,
+    pub header_timeout: Duration,
     pub classifier_queue: usize,
     pub classify_timeout: Duration,
 }
@@ -122,6 +123,7 @@ impl Default for LimitsConfig {
             max_message_chars: 8192,
             max_concurrent_requests: 1024,
             body_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
             classifier_queue: 256,
             classify_timeout: Duration::from_millis(2000),
         }

@@ -104,6 +104,10 @@ pub struct RawLimits {
     /// Seconds a client may take to send its request body (408 after); 30
     /// by default.
     pub body_timeout_secs: Option<f64>,
+    /// Seconds a client may take to send a request's headers, and an idle
+    /// keep-alive connection may wait for its next request, before the
+    /// connection is closed; 10 by default.
+    pub header_timeout_secs: Option<f64>,
     /// Decisions waiting for this node's classifier workers beyond one per
     /// worker; above it a request is served by its router's fallback
     /// models instead of waiting. 256 by default.

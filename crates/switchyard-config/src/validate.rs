@@ -313,6 +313,7 @@ fn limits(raw: &RawConfig) -> Result<LimitsConfig, ConfigError> {
             "limits.max_concurrent_requests",
         )?,
         body_timeout: seconds(l.body_timeout_secs, defaults.body_timeout.as_secs_f64(), "limits.body_timeout_secs")?,
+        header_timeout: seconds(l.header_timeout_secs, defaults.header_timeout.as_secs_f64(), "limits.header_timeout_secs")?,
         // 0 is allowed: no waiting beyond one decision per worker.
         classifier_queue: l.classifier_queue.unwrap_or(defaults.classifier_queue),
         classify_timeout: Duration::from_millis(positive(

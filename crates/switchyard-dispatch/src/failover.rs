@@ -173,27 +173,41 @@ impl Dispatcher {
         }
         if stream {
             let mut events = kinds::events(upstream, crate::stream::sse_events(response.bytes_stream()));
-            let first = match tokio::time::timeout_at(first_byte_deadline, events.next()).await {
-                Err(_) => return AttemptResult::Failed(timeout("first byte")),
-                Ok(None) => return AttemptResult::Failed(broken("stream ended before any event")),
-                Ok(Some(Err(err))) => return AttemptResult::Failed(broken(&err.to_string())),
-                Ok(Some(Ok(event))) => event,
+            // Leading events that carry nothing for the client (the role
+            // chunk, empty deltas) are held back until the first one that
+            // does: a stream that breaks before its first token then fails
+            // over to the next model unseen, like one that never started.
+            let mut held = Vec::new();
+            let first = loop {
+                let event = match tokio::time::timeout_at(first_byte_deadline, events.next()).await {
+                    Err(_) => return AttemptResult::Failed(timeout("first byte")),
+                    Ok(None) if held.is_empty() => return AttemptResult::Failed(broken("stream ended before any event")),
+                    Ok(None) => return AttemptResult::Failed(broken("stream ended before its first token")),
+                    Ok(Some(Err(err))) => return AttemptResult::Failed(broken(&err.to_string())),
+                    Ok(Some(Ok(event))) => event,
+                };
+                match serde_json::from_str::<Value>(&event.data) {
+                    Ok(value) if value.get("error").is_some() => {
+                        return AttemptResult::Failed(broken("the stream opened with an error event"));
+                    }
+                    Ok(value) if held.len() < MAX_HELD_EVENTS && is_preamble(&value) => held.push(event),
+                    Ok(_) => break event,
+                    // Nothing reached the client yet: the next model can serve.
+                    Err(_) if event.data.trim() != "[DONE]" => {
+                        return AttemptResult::Failed(broken("the stream opened with data that is not JSON"));
+                    }
+                    Err(_) => break event,
+                }
             };
-            match serde_json::from_str::<Value>(&first.data) {
-                Ok(value) if value.get("error").is_some() => {
-                    return AttemptResult::Failed(broken("the stream opened with an error event"));
-                }
-                Ok(_) => {}
-                // Nothing reached the client yet: the next model can serve.
-                Err(_) if first.data.trim() != "[DONE]" => {
-                    return AttemptResult::Failed(broken("the stream opened with data that is not JSON"));
-                }
-                Err(_) => {}
-            }
             let ttft = started.elapsed();
+            held.push(first);
+            let mut ordered = held.into_iter();
+            let Some(head) = ordered.next() else {
+                return AttemptResult::Failed(broken("stream ended before any event"));
+            };
             let relay = relay(
-                first,
-                events,
+                head,
+                futures_util::stream::iter(ordered.map(Ok)).chain(events),
                 upstream.model.clone(),
                 swallow_usage,
                 started,
@@ -302,6 +316,29 @@ pub(crate) fn describe(err: &reqwest::Error) -> String {
     }
 }
 
+/// Most leading contentless events held back before the first token.
+const MAX_HELD_EVENTS: usize = 16;
+
+/// Whether an OpenAI chunk carries nothing a client shows: no content, no
+/// tool call, no finish, no usage (a role chunk, an empty delta, Azure's
+/// prompt-filter chunk).
+fn is_preamble(chunk: &Value) -> bool {
+    let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
+        return false;
+    };
+    let no_usage = chunk.get("usage").is_none_or(Value::is_null);
+    no_usage
+        && choices.iter().all(|choice| {
+            let delta = choice.get("delta");
+            let field = |name: &str| delta.and_then(|delta| delta.get(name)).filter(|value| !value.is_null());
+            choice.get("finish_reason").is_none_or(Value::is_null)
+                && field("content").is_none_or(|content| content.as_str() == Some(""))
+                && field("refusal").is_none_or(|refusal| refusal.as_str() == Some(""))
+                && field("tool_calls").is_none()
+                && field("function_call").is_none()
+        })
+}
+
 /// An upstream's error body, kept when it is OpenAI-shaped, wrapped otherwise.
 /// The body goes to the client, so the provider key it may echo ("invalid
 /// key sk-...") is cut out first.
@@ -367,5 +404,27 @@ mod tests {
         assert!(text.contains("Incorrect API key provided: [redacted]."), "{text}");
         let plain = error_body(400, b"not json sk-live-0123456789abcdef", Some(&key));
         assert!(!plain.to_string().contains("sk-live"), "{plain}");
+    }
+
+    #[test]
+    fn only_chunks_without_anything_to_show_are_preamble() {
+        let preamble = [
+            json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]}),
+            json!({"choices": [{"index": 0, "delta": {"role": "assistant"}}], "usage": null}),
+            json!({"choices": [], "prompt_filter_results": []}),
+        ];
+        for chunk in preamble {
+            assert!(is_preamble(&chunk), "{chunk}");
+        }
+        let content = [
+            json!({"choices": [{"index": 0, "delta": {"content": "Hi"}}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0}]}}]}),
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+            json!({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}),
+            json!({"object": "something else"}),
+        ];
+        for chunk in content {
+            assert!(!is_preamble(&chunk), "{chunk}");
+        }
     }
 }

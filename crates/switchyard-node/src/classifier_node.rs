@@ -123,6 +123,7 @@ pub(crate) async fn start(config: Config) -> Result<NodeHandle, NodeError> {
             listener,
             app: switchyard_ingress::classifier_node::router(node),
             grace: config.server.shutdown_grace,
+            header_timeout: config.limits.header_timeout,
         },
     )
     .await

@@ -286,6 +286,7 @@ pub async fn start_node(mut config: Config) -> Result<NodeHandle, NodeError> {
             listener,
             app: switchyard_ingress::http::router(pipeline),
             grace: config.server.shutdown_grace,
+            header_timeout: config.limits.header_timeout,
         },
     )
     .await

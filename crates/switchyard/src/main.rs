@@ -143,11 +143,21 @@ enum Command {
         /// Any node's HTTP address (membership changes reach the leader).
         #[arg(long, default_value = "http://127.0.0.1:8080", global = true)]
         node: String,
-        /// Bearer token of the admin API (`cluster.admin_token_env` on the nodes).
+        /// The admin key (`auth.admin_key_env` or `auth.admin_key_sha256` on the nodes).
         #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", global = true, hide_env_values = true)]
         token: Option<String>,
         #[command(subcommand)]
         action: ClusterAction,
+    },
+    /// Print the SHA-256 of an API key read from standard input, for
+    /// `auth.keys[].sha256` or `auth.admin_key_sha256`: the config then
+    /// holds no usable key. With `--generate`, make a random key first and
+    /// print both (the key once, to hand to its user).
+    HashKey {
+        /// Make a new random key (32 bytes, hex, `sk-` prefixed) instead of
+        /// reading one.
+        #[arg(long)]
+        generate: bool,
     },
 }
 
@@ -418,6 +428,7 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("the training task failed")?,
         Command::Cluster { node, token, action } => cluster(&node, token.as_deref(), action).await,
+        Command::HashKey { generate } => hash_key(generate),
         Command::Lint {
             config,
             overlay,
@@ -493,6 +504,28 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `switchyard hash-key`: the hash an operator puts in the config.
+fn hash_key(generate: bool) -> anyhow::Result<()> {
+    use std::io::Read;
+    if generate {
+        let bytes: [u8; 32] = rand::random();
+        let key = format!("sk-{}", bytes.iter().map(|byte| format!("{byte:02x}")).collect::<String>());
+        println!("key:    {key}");
+        println!("sha256: {}", switchyard_config::KeyHash::of(&key).to_hex());
+        return Ok(());
+    }
+    let mut key = String::new();
+    std::io::stdin().read_to_string(&mut key).context("cannot read the key from standard input")?;
+    // A trailing newline from `echo` or a file is not part of the key.
+    let key = key.trim();
+    anyhow::ensure!(!key.is_empty(), "no key on standard input (try: printf %s \"$KEY\" | switchyard hash-key)");
+    if key.chars().count() < 16 {
+        eprintln!("warning: a key of fewer than 16 characters can be guessed; use --generate for a random one");
+    }
+    println!("{}", switchyard_config::KeyHash::of(key).to_hex());
+    Ok(())
 }
 
 /// `switchyard cluster ...`: one call to the admin API, its JSON printed.
