@@ -398,3 +398,55 @@ async fn a_saturated_classifier_sheds_to_the_fallback_models_unpinned() {
     assert!(metrics.contains("switchyard_classifier_shed_total"));
     sandbox.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_classifier_queue_sheds_instead_of_queueing() {
+    let bad = bad_upstream().await;
+    // One MoE worker (tens of milliseconds a decision in a debug build) and
+    // no queue beyond it: of concurrent routed requests, those that find
+    // the worker busy are served by the fallback models at once.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let template = config(&bad.url, "limits:\n  classifier_queue: 0\n  classify_timeout_ms: 60000\n")
+        .replace(
+            "  kind: lexical\n  workers: 2\n",
+            &format!(
+                "  kind: moe\n  workers: 1\n  model_dir: \"{}\"\n  head_dir: \"{}\"\n",
+                root.join("models/cache/all-minilm-l6-v2").display(),
+                root.join("models/moe-router").display()
+            ),
+        );
+    let sandbox = Sandbox::start_with(&template, MockConfig::default()).await;
+    let requests: Vec<_> = (0..8)
+        .map(|i| {
+            let (client, url) = (sandbox.client.clone(), sandbox.url("/v1/route"));
+            tokio::spawn(async move {
+                let body = ask("router:eng", &format!("request {i}: this stack trace shows a null pointer exception"));
+                let response = client.post(url).json(&body).send().await.unwrap();
+                assert_eq!(response.status(), 200, "a shed request is still answered");
+                response.json::<Value>().await.unwrap()
+            })
+        })
+        .collect();
+    let mut shed = 0;
+    let mut decided = 0;
+    for request in requests {
+        let route = request.await.unwrap();
+        if route["shed"] == "queue_full" {
+            shed += 1;
+            assert_eq!(route["route"], "other", "{route}");
+            assert_eq!(route["model"], "spare", "{route}");
+        } else {
+            assert!(route["shed"].is_null(), "{route}");
+            decided += 1;
+        }
+    }
+    assert!(decided >= 1, "the worker decided at least the first request");
+    assert!(shed >= 1, "requests that found the worker busy were shed ({decided} decided)");
+    sandbox
+        .metrics_eventually("queue_full sheds", |m| {
+            sample(m, "switchyard_classifier_shed_total{reason=\"queue_full\"}").is_some_and(|n| n >= f64::from(shed))
+        })
+        .await;
+    sandbox.stop().await;
+}
+
