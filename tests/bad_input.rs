@@ -103,6 +103,9 @@ async fn sandbox(bad: &BadUpstream, limits: &str) -> Sandbox {
     Sandbox::start_with(&config(&bad.url, limits), MockConfig::default()).await
 }
 
+/// A malformed request: (case, path, content type, body, status, code).
+type Case = (&'static str, &'static str, Option<&'static str>, Vec<u8>, u16, &'static str);
+
 /// Checks an OpenAI-shaped error body and returns its code.
 fn openai_error(body: &Value, case: &str) -> String {
     let error = &body["error"];
@@ -131,8 +134,7 @@ async fn malformed_requests_get_the_right_status_and_an_openai_error() {
     invalid_utf8.extend_from_slice(b"\xff\xfe\"}]}");
     let raw_nul = b"{\"model\":\"cheap\",\"messages\":[{\"role\":\"user\",\"content\":\"a\x00b\"}]}".to_vec();
 
-    // (case, path, content type, body, status, code)
-    let cases: Vec<(&str, &str, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("invalid JSON", "/v1/chat/completions", None, br#"{"model":"#.to_vec(), 400, "invalid_request"),
         ("empty body", "/v1/chat/completions", None, Vec::new(), 400, "invalid_request"),
         ("not an object", "/v1/chat/completions", None, b"[1,2,3]".to_vec(), 400, "invalid_request"),
