@@ -185,12 +185,13 @@ pub fn request_from_openai(body: &Value, upstream_model: &str) -> Value {
     Value::Object(out)
 }
 
-/// Input tokens as OpenAI counts them: cache reads and writes included.
+/// Input tokens as OpenAI counts them: cache reads and writes included
+/// (saturating: the counts are the upstream's, see [`openai_usage`]).
 fn input_tokens(usage: &Value) -> u64 {
     ["input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"]
         .iter()
         .filter_map(|key| usage.get(key).and_then(Value::as_u64))
-        .sum()
+        .fold(0, u64::saturating_add)
 }
 
 /// Anthropic assistant content blocks as an OpenAI assistant message: the
@@ -885,5 +886,19 @@ mod tests {
         assert_eq!(tool["index"], 1);
         assert_eq!(tool["content_block"]["name"], "weather");
         assert!(stream.finish().is_empty(), "finishing twice emits nothing");
+    }
+
+    #[test]
+    fn token_counts_at_the_u64_limit_saturate_instead_of_overflowing() {
+        // Fuzzing finding: these sums panicked with overflow checks on.
+        let usage = json!({"input_tokens": u64::MAX, "cache_read_input_tokens": 1, "output_tokens": u64::MAX});
+        let out = response_to_openai(&json!({"content": [], "usage": usage}), "c");
+        assert_eq!(out["usage"]["prompt_tokens"], u64::MAX);
+        assert_eq!(out["usage"]["total_tokens"], u64::MAX);
+        let mut stream = StreamToOpenAi::new("c");
+        stream.event("message_start", &json!({"type": "message_start", "message": {"usage": usage}}).to_string());
+        let out = stream.event("message_stop", r#"{"type":"message_stop"}"#);
+        let usage: Value = serde_json::from_str(&out[out.len() - 2]).unwrap();
+        assert_eq!(usage["usage"]["total_tokens"], u64::MAX);
     }
 }

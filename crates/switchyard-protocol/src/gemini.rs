@@ -194,7 +194,8 @@ fn finish_reason(reason: &str, called: bool) -> &'static str {
 fn usage_of(body: &Value) -> Option<(u64, u64)> {
     let usage = body.get("usageMetadata")?;
     let count = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
-    Some((count("promptTokenCount"), count("candidatesTokenCount") + count("thoughtsTokenCount")))
+    // Saturating: the counts are the upstream's (found by fuzzing).
+    Some((count("promptTokenCount"), count("candidatesTokenCount").saturating_add(count("thoughtsTokenCount"))))
 }
 
 /// Text and function calls of the first candidate.
@@ -410,5 +411,21 @@ mod tests {
         assert_eq!(chunks[3]["choices"][0]["finish_reason"], "stop");
         assert_eq!(chunks[4]["usage"]["prompt_tokens"], 5);
         assert_eq!(chunks.len(), 5);
+    }
+
+    #[test]
+    fn token_counts_at_the_u64_limit_saturate_instead_of_overflowing() {
+        // Fuzzing finding: these sums panicked with overflow checks on.
+        let body = json!({
+            "candidates": [{"content": {"parts": [{"text": "ok"}]}, "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": u64::MAX, "candidatesTokenCount": u64::MAX, "thoughtsTokenCount": 1},
+        });
+        let out = response_to_openai(&body, "g");
+        assert_eq!(out["usage"]["completion_tokens"], u64::MAX);
+        assert_eq!(out["usage"]["total_tokens"], u64::MAX);
+        let mut stream = StreamToOpenAi::new("g");
+        stream.chunk_data(&body.to_string());
+        let usage: Value = serde_json::from_str(&stream.finish()[0]).unwrap();
+        assert_eq!(usage["usage"]["total_tokens"], u64::MAX);
     }
 }

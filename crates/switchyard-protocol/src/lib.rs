@@ -61,12 +61,14 @@ pub fn text_of(content: &Value) -> String {
     }
 }
 
-/// OpenAI `usage` from input and output token counts.
+/// OpenAI `usage` from input and output token counts. The counts come
+/// from upstreams: a total past `u64::MAX` saturates instead of
+/// overflowing (a panic with overflow checks on; found by fuzzing).
 pub(crate) fn openai_usage(input: u64, output: u64) -> Value {
     serde_json::json!({
         "prompt_tokens": input,
         "completion_tokens": output,
-        "total_tokens": input + output,
+        "total_tokens": input.saturating_add(output),
     })
 }
 
