@@ -49,7 +49,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,7 +57,7 @@ use serde_json::{Value, json};
 use switchyard_mock::{MockConfig, MockServer};
 
 mod common;
-use common::{Node, START_DEADLINE, cluster_files_with_base};
+use common::{Cluster, START_DEADLINE, cluster_files_with_base};
 
 /// How long the load runs.
 const LOAD: Duration = Duration::from_secs(60);
@@ -79,6 +78,8 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// When the leader is killed and restarted, from the start of the load.
 const KILL_AT: Duration = Duration::from_secs(25);
 const RESTART_AT: Duration = Duration::from_secs(30);
+/// How often a wait re-checks its condition.
+const POLL: Duration = Duration::from_millis(50);
 const MODELS: [&str; 5] = ["m1", "m2", "m3", "m4", "m5"];
 
 /// First-turn texts that route to each task. A session started with
@@ -140,79 +141,11 @@ signals:
     )
 }
 
-struct Cluster {
-    _dir: tempfile::TempDir,
-    base: PathBuf,
-    nodes: Vec<Node>,
-    client: reqwest::Client,
-}
-
 impl Cluster {
-    fn node(&self, id: u64) -> &Node {
-        self.nodes.iter().find(|node| node.id == id).unwrap()
-    }
-
-    fn node_mut(&mut self, id: u64) -> &mut Node {
-        self.nodes.iter_mut().find(|node| node.id == id).unwrap()
-    }
-
-    fn start(&mut self, id: u64) {
-        let base = self.base.clone();
-        self.node_mut(id).start(&base);
-    }
-
-    fn logs(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|node| format!("--- node {} log tail ---\n{}\n", node.id, node.log_tail()))
-            .collect()
-    }
-
-    fn fail(&self, what: &str) -> ! {
-        eprintln!("{}", self.logs());
-        panic!("{what}");
-    }
-
-    async fn status(&self, id: u64) -> Option<Value> {
-        let response = self.client.get(self.node(id).url("/v1/cluster")).timeout(Duration::from_secs(2)).send().await.ok()?;
-        response.json().await.ok()
-    }
-
-    async fn answers_200(&self, id: u64, path: &str) -> bool {
-        let request = self.client.get(self.node(id).url(path)).timeout(Duration::from_secs(2));
-        request.send().await.is_ok_and(|response| response.status().is_success())
-    }
-
-    async fn wait_for(&self, what: &str, deadline: Duration, mut check: impl AsyncFnMut(&Cluster) -> bool) {
-        let start = Instant::now();
-        while start.elapsed() < deadline {
-            if check(self).await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        self.fail(&format!("timed out after {deadline:?} waiting for {what}"));
-    }
-
-    /// The leader the listed nodes agree on (one of them), with its status.
-    async fn agreed_leader(&self, ids: &[u64]) -> Option<(u64, Value)> {
-        let mut leader = None;
-        for id in ids {
-            let status = self.status(*id).await?;
-            let theirs = status["leader"].as_u64()?;
-            if leader.is_some_and(|leader| leader != theirs) || !ids.contains(&theirs) {
-                return None;
-            }
-            leader = Some(theirs);
-        }
-        let leader = leader?;
-        Some((leader, self.status(leader).await?))
-    }
-
     async fn wait_for_leader(&self, ids: &[u64]) -> (u64, Value) {
-        self.wait_for("a leader the nodes agree on", START_DEADLINE, async |cluster| cluster.agreed_leader(ids).await.is_some())
+        self.wait_for("a leader the nodes agree on", START_DEADLINE, POLL, async |cluster| cluster.agreed_leader_among(ids).await.is_some())
             .await;
-        self.agreed_leader(ids).await.unwrap()
+        self.agreed_leader_among(ids).await.unwrap()
     }
 
     /// Waits until every node knows the same leader, has applied its log as
@@ -220,7 +153,7 @@ impl Cluster {
     async fn wait_caught_up(&self, what: &str) -> u64 {
         let (leader, status) = self.wait_for_leader(&[1, 2, 3]).await;
         let target = status["last_applied"].as_u64().unwrap();
-        self.wait_for(what, START_DEADLINE, async |cluster| {
+        self.wait_for(what, START_DEADLINE, POLL, async |cluster| {
             for id in 1..=3 {
                 let Some(status) = cluster.status(id).await else { return false };
                 if status["last_applied"].as_u64().unwrap_or(0) < target || status["leader"].as_u64() != Some(leader) {
@@ -625,12 +558,7 @@ async fn faults_under_load_lose_no_request_and_no_pin() {
     .await
     .unwrap();
     let files = cluster_files_with_base(&base_config(&upstream.base_url()), 3, 3);
-    let mut cluster = Cluster {
-        _dir: files.dir,
-        base: files.base,
-        nodes: files.nodes,
-        client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
-    };
+    let mut cluster = Cluster::from_files(files, reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap());
     for id in 1..=3 {
         cluster.start(id);
     }
@@ -809,7 +737,7 @@ async fn faults_under_load_lose_no_request_and_no_pin() {
     // more turn through the restarted node is answered by that model.
     let probe = pins.sessions.first().map(|(session, _)| session.clone()).unwrap();
     cluster
-        .wait_for("no model cooling down on any node", Duration::from_secs(30), async |cluster| {
+        .wait_for("no model cooling down on any node", Duration::from_secs(30), POLL, async |cluster| {
             for id in 1..=3 {
                 match cluster.route(id, &probe).await {
                     Ok(decision) if strings(&decision["cooling"]).is_empty() => {}

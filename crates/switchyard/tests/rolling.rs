@@ -21,7 +21,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,7 +30,7 @@ use serde_json::{Value, json};
 use switchyard_mock::{MockConfig, MockServer};
 
 mod common;
-use common::{Node, START_DEADLINE, cluster_files};
+use common::{Cluster, START_DEADLINE, cluster_files};
 
 /// Concurrent clients, each with one request in flight at most.
 const CLIENTS: usize = 8;
@@ -53,92 +52,16 @@ const ASKS: [&str; 3] = [
     "write documentation docstrings and a README",
 ];
 
-struct Cluster {
-    _dir: tempfile::TempDir,
-    base: PathBuf,
-    nodes: Vec<Node>,
-    client: reqwest::Client,
-}
-
 impl Cluster {
     /// The configs of a 3-node cluster over `upstream`; nothing started.
     fn new(upstream: &str) -> Cluster {
-        let files = cluster_files(upstream, 3, 3);
-        Cluster {
-            _dir: files.dir,
-            base: files.base,
-            nodes: files.nodes,
-            client: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
-        }
-    }
-
-    fn node(&self, id: u64) -> &Node {
-        self.nodes.iter().find(|node| node.id == id).unwrap()
-    }
-
-    fn node_mut(&mut self, id: u64) -> &mut Node {
-        self.nodes.iter_mut().find(|node| node.id == id).unwrap()
-    }
-
-    fn start(&mut self, id: u64) {
-        let base = self.base.clone();
-        self.node_mut(id).start(&base);
-    }
-
-    /// The end of every node's log.
-    fn logs(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|node| format!("--- node {} log tail ---\n{}\n", node.id, node.log_tail()))
-            .collect()
-    }
-
-    fn fail(&self, what: &str) -> ! {
-        eprintln!("{}", self.logs());
-        panic!("{what}");
-    }
-
-    async fn status(&self, id: u64) -> Option<Value> {
-        let response = self.client.get(self.node(id).url("/v1/cluster")).timeout(Duration::from_secs(2)).send().await.ok()?;
-        response.json().await.ok()
-    }
-
-    async fn answers_200(&self, id: u64, path: &str) -> bool {
-        let request = self.client.get(self.node(id).url(path)).timeout(Duration::from_secs(2));
-        request.send().await.is_ok_and(|response| response.status().is_success())
-    }
-
-    /// Waits until `check` holds (polled every `poll`), or fails with the
-    /// nodes' log tails.
-    async fn wait_for(&self, what: &str, deadline: Duration, poll: Duration, mut check: impl AsyncFnMut(&Cluster) -> bool) {
-        let start = Instant::now();
-        while start.elapsed() < deadline {
-            if check(self).await {
-                return;
-            }
-            tokio::time::sleep(poll).await;
-        }
-        self.fail(&format!("timed out after {deadline:?} waiting for {what}"));
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        Cluster::from_files(cluster_files(upstream, 3, 3), client)
     }
 
     /// The leader all three nodes agree on, with its status.
     async fn agreed_leader(&self) -> Option<(u64, Value)> {
         self.agreed_leader_among(&[1, 2, 3]).await
-    }
-
-    /// The leader the listed nodes agree on (one of them), with its status.
-    async fn agreed_leader_among(&self, ids: &[u64]) -> Option<(u64, Value)> {
-        let mut leader = None;
-        for id in ids {
-            let status = self.status(*id).await?;
-            let theirs = status["leader"].as_u64()?;
-            if leader.is_some_and(|leader| leader != theirs) || !ids.contains(&theirs) {
-                return None;
-            }
-            leader = Some(theirs);
-        }
-        let leader = leader?;
-        Some((leader, self.status(leader).await?))
     }
 
     async fn wait_for_leader(&self) -> (u64, Value) {

@@ -13,6 +13,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 /// Long enough for a node process to start on a loaded 2-core machine.
 pub const START_DEADLINE: Duration = Duration::from_secs(60);
 
+/// The secret the nodes of every cluster under test share
+/// (`auth.cluster_secret_env`).
+pub const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789";
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -40,6 +44,8 @@ impl Node {
             .arg("--overlay")
             .arg(&self.overlay)
             .env("RUST_LOG", "info,openraft=warn")
+            // Every cluster under test talks over authenticated gRPC.
+            .env("SWITCHYARD_CLUSTER_SECRET", CLUSTER_SECRET)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -137,7 +143,7 @@ pub fn cluster_files_with_base(base_yaml: &str, count: u64, initial: u64) -> Clu
             std::fs::write(
                 &overlay,
                 format!(
-                    "server:\n  listen: 127.0.0.1:{http}\n  data_dir: {data}\ncluster:\n  node_id: {id}\n  listen: 127.0.0.1:{raft}\n  snapshot_every: 40\n{membership}",
+                    "server:\n  listen: 127.0.0.1:{http}\n  data_dir: {data}\ncluster:\n  node_id: {id}\n  listen: 127.0.0.1:{raft}\n  snapshot_every: 40\n{membership}auth:\n  cluster_secret_env: SWITCHYARD_CLUSTER_SECRET\n",
                     data = dir.path().join(format!("node-{id}")).display()
                 ),
             )
@@ -153,4 +159,89 @@ pub fn cluster_files_with_base(base_yaml: &str, count: u64, initial: u64) -> Clu
         })
         .collect();
     ClusterFiles { dir, base, nodes }
+}
+
+/// A cluster of node processes under test, with the client that probes it.
+pub struct Cluster {
+    pub _dir: tempfile::TempDir,
+    pub base: PathBuf,
+    pub nodes: Vec<Node>,
+    pub client: reqwest::Client,
+}
+
+impl Cluster {
+    /// The cluster of `files`; nothing started.
+    pub fn from_files(files: ClusterFiles, client: reqwest::Client) -> Cluster {
+        Cluster {
+            _dir: files.dir,
+            base: files.base,
+            nodes: files.nodes,
+            client,
+        }
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        self.nodes.iter().find(|node| node.id == id).unwrap()
+    }
+
+    pub fn node_mut(&mut self, id: u64) -> &mut Node {
+        self.nodes.iter_mut().find(|node| node.id == id).unwrap()
+    }
+
+    pub fn start(&mut self, id: u64) {
+        let base = self.base.clone();
+        self.node_mut(id).start(&base);
+    }
+
+    /// The end of every node's log.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|node| format!("--- node {} log tail ---\n{}\n", node.id, node.log_tail()))
+            .collect()
+    }
+
+    pub fn fail(&self, what: &str) -> ! {
+        eprintln!("{}", self.logs());
+        panic!("{what}");
+    }
+
+    /// Node `id`'s `GET /v1/cluster`, if it answers.
+    pub async fn status(&self, id: u64) -> Option<serde_json::Value> {
+        let response = self.client.get(self.node(id).url("/v1/cluster")).timeout(Duration::from_secs(2)).send().await.ok()?;
+        response.json().await.ok()
+    }
+
+    pub async fn answers_200(&self, id: u64, path: &str) -> bool {
+        let request = self.client.get(self.node(id).url(path)).timeout(Duration::from_secs(2));
+        request.send().await.is_ok_and(|response| response.status().is_success())
+    }
+
+    /// Waits until `check` holds (polled every `poll`), or fails with the
+    /// nodes' log tails.
+    pub async fn wait_for(&self, what: &str, deadline: Duration, poll: Duration, mut check: impl AsyncFnMut(&Cluster) -> bool) {
+        let start = std::time::Instant::now();
+        while start.elapsed() < deadline {
+            if check(self).await {
+                return;
+            }
+            tokio::time::sleep(poll).await;
+        }
+        self.fail(&format!("timed out after {deadline:?} waiting for {what}"));
+    }
+
+    /// The leader the listed nodes agree on (one of them), with its status.
+    pub async fn agreed_leader_among(&self, ids: &[u64]) -> Option<(u64, serde_json::Value)> {
+        let mut leader = None;
+        for id in ids {
+            let status = self.status(*id).await?;
+            let theirs = status["leader"].as_u64()?;
+            if leader.is_some_and(|leader| leader != theirs) || !ids.contains(&theirs) {
+                return None;
+            }
+            leader = Some(theirs);
+        }
+        let leader = leader?;
+        Some((leader, self.status(leader).await?))
+    }
 }
