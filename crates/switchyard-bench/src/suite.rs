@@ -1,0 +1,468 @@
+//! The side-by-side suite: for every target, in rounds, the highest rate
+//! whose p99 stays within a budget, and the latency at common rates, added
+//! over the baseline (the fake upstream hit directly) in the same round.
+//! One table of medians over the rounds.
+//!
+//! Within a round the targets take turns (the order rotates each round), so
+//! every target sees the same machine, noise included.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::load::{self, ExpectHeader, LoadReport, LoadSpec};
+use crate::stats::median;
+
+/// The targets file (written by `bench/run.sh`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteFile {
+    /// The target others' latency is compared with.
+    pub baseline: String,
+    pub targets: Vec<Target>,
+    /// `[a, b]`: print the ratio of a's highest rate to b's.
+    #[serde(default)]
+    pub ratios: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Short name (`--rates max:NAME` refers to it).
+    pub name: String,
+    /// As printed in the table.
+    pub label: String,
+    pub url: String,
+    /// The request body (JSON); a string value may hold `{n}` for a unique token.
+    pub body: serde_json::Value,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub expect_header: Option<ExpectHeader>,
+    /// Processes whose memory is the target's (the server's pid).
+    #[serde(default)]
+    pub pids: Vec<u32>,
+    /// Where the first round's search starts.
+    #[serde(default = "default_start_rate")]
+    pub start_rate: f64,
+}
+
+fn default_start_rate() -> f64 {
+    100.0
+}
+
+/// How the suite runs.
+#[derive(Debug, Clone)]
+pub struct SuiteParams {
+    pub rounds: usize,
+    /// A rate is sustained when every request got its answer and the p99 is
+    /// at most this.
+    pub p99_budget_ms: f64,
+    pub step: Duration,
+    pub warmup: Duration,
+    pub connections: usize,
+    pub timeout: Duration,
+    /// Geometric bisections between the last sustained and first failed rate.
+    pub bisections: usize,
+    pub max_rate: f64,
+    /// Common rates: a number, or `max:NAME`, that target's highest sustained
+    /// rate in the same round.
+    pub rates: Vec<RateSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RateSpec {
+    Fixed(f64),
+    MaxOf(String),
+}
+
+impl std::str::FromStr for RateSpec {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.strip_prefix("max:") {
+            Some(name) => Ok(Self::MaxOf(name.to_owned())),
+            None => text
+                .parse::<f64>()
+                .ok()
+                .filter(|rate| *rate > 0.0)
+                .map(Self::Fixed)
+                .ok_or_else(|| format!("expected a rate or max:TARGET, got `{text}`")),
+        }
+    }
+}
+
+impl std::fmt::Display for RateSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fixed(rate) => write!(f, "{rate}/s"),
+            Self::MaxOf(name) => write!(f, "max({name})"),
+        }
+    }
+}
+
+/// One load step, kept for the JSON record.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub round: usize,
+    pub target: String,
+    /// `search` or `common`.
+    pub phase: &'static str,
+    pub sustained: bool,
+    pub report: LoadReport,
+}
+
+/// Everything measured, medians included (written as JSON with `--out`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SuiteResult {
+    pub p99_budget_ms: f64,
+    pub rounds: usize,
+    pub steps: Vec<Step>,
+    /// Per target, per round: the highest sustained rate (0 if none).
+    pub max_rate: BTreeMap<String, Vec<f64>>,
+    /// Per common rate (index into `rates`), per round: the rate used.
+    pub common_rates: Vec<Vec<f64>>,
+    pub rows: Vec<Row>,
+    pub table: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub target: String,
+    pub label: String,
+    pub max_rate_median: Option<f64>,
+    /// Per common rate: medians of p50, p99, and of the per-round added p50, p99.
+    pub at_rates: Vec<Option<[Option<f64>; 4]>>,
+    /// Errors and requests over every step at or below the sustained rate.
+    pub errors: u64,
+    pub requests: u64,
+    pub rss_peak_mib: Option<f64>,
+}
+
+fn sustained(report: &LoadReport, budget_ms: f64) -> bool {
+    report.error_count == 0
+        && report.latency.p99_ms <= budget_ms
+        && report.ok as f64 >= 0.97 * report.scheduled as f64
+}
+
+/// Rates to two significant figures (at least 1): the steps of a search.
+fn round_rate(rate: f64) -> f64 {
+    if rate < 10.0 {
+        return rate.round().max(1.0);
+    }
+    let magnitude = 10f64.powf(rate.log10().floor() - 1.0);
+    (rate / magnitude).round() * magnitude
+}
+
+pub async fn run(file: &SuiteFile, params: &SuiteParams) -> anyhow::Result<SuiteResult> {
+    anyhow::ensure!(
+        file.targets.iter().any(|t| t.name == file.baseline),
+        "baseline `{}` is not a target",
+        file.baseline
+    );
+    for spec in &params.rates {
+        if let RateSpec::MaxOf(name) = spec {
+            anyhow::ensure!(file.targets.iter().any(|t| &t.name == name), "--rates: no target `{name}`");
+        }
+    }
+    let mut steps = Vec::new();
+    let mut max_rate: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut common_rates = vec![Vec::new(); params.rates.len()];
+    let count = file.targets.len();
+    for round in 0..params.rounds {
+        eprintln!("== round {}/{}", round + 1, params.rounds);
+        let order: Vec<&Target> = (0..count).map(|k| &file.targets[(k + round) % count]).collect();
+        for target in &order {
+            let start = match median(max_rate.get(&target.name).map_or(&[][..], Vec::as_slice)) {
+                Some(known) if known > 0.0 => round_rate(known / 2.0),
+                _ => target.start_rate,
+            };
+            let best = search(target, start, round, params, &mut steps).await?;
+            eprintln!("   {:<28} sustained {:>8.0} req/s", target.name, best);
+            max_rate.entry(target.name.clone()).or_default().push(best);
+        }
+        for (index, spec) in params.rates.iter().enumerate() {
+            let rate = match spec {
+                RateSpec::Fixed(rate) => *rate,
+                RateSpec::MaxOf(name) => max_rate.get(name).and_then(|v| v.last().copied()).unwrap_or(0.0),
+            };
+            common_rates[index].push(rate);
+            if rate <= 0.0 {
+                continue;
+            }
+            for target in &order {
+                let own = max_rate.get(&target.name).and_then(|v| v.last().copied()).unwrap_or(0.0);
+                // A target is compared only at rates it sustained this round
+                // (the baseline always runs: it is the reference).
+                if target.name != file.baseline && own < rate {
+                    continue;
+                }
+                let report = step(target, rate, params).await?;
+                eprintln!(
+                    "   {:<28} at {:>8.0}/s: p50 {:.3} ms, p99 {:.3} ms, errors {}",
+                    target.name, rate, report.latency.p50_ms, report.latency.p99_ms, report.error_count
+                );
+                steps.push(Step {
+                    round,
+                    target: target.name.clone(),
+                    phase: "common",
+                    sustained: sustained(&report, params.p99_budget_ms),
+                    report,
+                });
+            }
+        }
+    }
+    let rows = rows(file, &steps, &max_rate, &common_rates);
+    let table = render(file, params, &rows, &max_rate, &common_rates);
+    Ok(SuiteResult {
+        p99_budget_ms: params.p99_budget_ms,
+        rounds: params.rounds,
+        steps,
+        max_rate,
+        common_rates,
+        rows,
+        table,
+    })
+}
+
+async fn step(target: &Target, rate: f64, params: &SuiteParams) -> anyhow::Result<LoadReport> {
+    let body = match &target.body {
+        serde_json::Value::String(text) => text.clone(),
+        value => serde_json::to_string(value)?,
+    };
+    let spec = LoadSpec {
+        url: target.url.clone(),
+        rate,
+        duration: params.step,
+        warmup: params.warmup,
+        connections: params.connections,
+        timeout: params.timeout,
+        grace: params.timeout,
+        headers: target.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        body,
+        expect_header: target.expect_header.clone(),
+        pids: target.pids.clone(),
+    };
+    let report = load::run(&spec).await.with_context(|| format!("target {}", target.name))?;
+    // Let a server that fell behind drain before the next step.
+    let pause = if sustained(&report, params.p99_budget_ms) { 300 } else { 2000 };
+    tokio::time::sleep(Duration::from_millis(pause)).await;
+    Ok(report)
+}
+
+/// Doubles (or halves) from `start` to bracket the highest sustained rate,
+/// then bisects; returns it (0 when not even 1 request/s is sustained).
+async fn search(
+    target: &Target,
+    start: f64,
+    round: usize,
+    params: &SuiteParams,
+    steps: &mut Vec<Step>,
+) -> anyhow::Result<f64> {
+    let mut passed: Option<f64> = None;
+    let mut failed: Option<f64> = None;
+    let mut rate = round_rate(start.min(params.max_rate));
+    for _ in 0..24 {
+        let record = probe(target, rate, round, params).await?;
+        let ok = record.sustained;
+        steps.push(record);
+        if ok {
+            passed = Some(rate);
+            if failed.is_some() || rate >= params.max_rate {
+                break;
+            }
+            rate = round_rate((rate * 2.0).min(params.max_rate));
+        } else {
+            failed = Some(rate);
+            if passed.is_some() || rate <= 1.0 {
+                break;
+            }
+            rate = round_rate(rate / 2.0);
+        }
+    }
+    for _ in 0..params.bisections {
+        let (Some(low), Some(high)) = (passed, failed) else { break };
+        let middle = round_rate((low * high).sqrt());
+        if middle <= low || middle >= high {
+            break;
+        }
+        let record = probe(target, middle, round, params).await?;
+        if record.sustained {
+            passed = Some(middle);
+        } else {
+            failed = Some(middle);
+        }
+        steps.push(record);
+    }
+    Ok(passed.unwrap_or(0.0))
+}
+
+async fn probe(target: &Target, rate: f64, round: usize, params: &SuiteParams) -> anyhow::Result<Step> {
+    let report = step(target, rate, params).await?;
+    let ok = sustained(&report, params.p99_budget_ms);
+    eprintln!(
+        "   {:<28} try {:>8.0}/s: p99 {:>9.3} ms, ok {}/{}, errors {:?} -> {}",
+        target.name,
+        rate,
+        report.latency.p99_ms,
+        report.ok,
+        report.scheduled,
+        report.errors,
+        if ok { "sustained" } else { "not sustained" }
+    );
+    Ok(Step { round, target: target.name.clone(), phase: "search", sustained: ok, report })
+}
+
+fn rows(
+    file: &SuiteFile,
+    steps: &[Step],
+    max_rate: &BTreeMap<String, Vec<f64>>,
+    common_rates: &[Vec<f64>],
+) -> Vec<Row> {
+    let common = |round: usize, target: &str, rate: f64| {
+        steps.iter().find(|s| {
+            s.phase == "common" && s.round == round && s.target == target && s.report.target_rate == rate
+        })
+    };
+    file.targets
+        .iter()
+        .map(|target| {
+            let at_rates = common_rates
+                .iter()
+                .map(|per_round| {
+                    let (mut p50, mut p99, mut add50, mut add99) = (vec![], vec![], vec![], vec![]);
+                    for (round, &rate) in per_round.iter().enumerate() {
+                        let Some(own) = common(round, &target.name, rate) else { continue };
+                        p50.push(own.report.latency.p50_ms);
+                        p99.push(own.report.latency.p99_ms);
+                        if target.name == file.baseline {
+                            continue;
+                        }
+                        if let Some(base) = common(round, &file.baseline, rate) {
+                            add50.push(own.report.latency.p50_ms - base.report.latency.p50_ms);
+                            add99.push(own.report.latency.p99_ms - base.report.latency.p99_ms);
+                        }
+                    }
+                    (!p50.is_empty()).then(|| [median(&p50), median(&p99), median(&add50), median(&add99)])
+                })
+                .collect();
+            let best = max_rate.get(&target.name).cloned().unwrap_or_default();
+            let mine = steps.iter().filter(|s| {
+                s.target == target.name
+                    && best.get(s.round).is_some_and(|&top| s.report.target_rate <= top)
+            });
+            let (errors, requests) = mine.fold((0, 0), |(e, r), s| (e + s.report.error_count, r + s.report.scheduled));
+            let rss = steps
+                .iter()
+                .filter(|s| s.target == target.name)
+                .filter_map(|s| s.report.rss_peak_kib)
+                .max();
+            Row {
+                target: target.name.clone(),
+                label: target.label.clone(),
+                max_rate_median: median(&best),
+                at_rates,
+                errors,
+                requests,
+                rss_peak_mib: rss.map(|kib| kib as f64 / 1024.0),
+            }
+        })
+        .collect()
+}
+
+fn render(
+    file: &SuiteFile,
+    params: &SuiteParams,
+    rows: &[Row],
+    max_rate: &BTreeMap<String, Vec<f64>>,
+    common_rates: &[Vec<f64>],
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} round(s), medians; steps of {:.0} s (+{:.0} s warm-up), {} connections, open loop; \
+         sustained = no errors and p99 <= {} ms",
+        params.rounds,
+        params.step.as_secs_f64(),
+        params.warmup.as_secs_f64(),
+        params.connections,
+        params.p99_budget_ms
+    );
+    for (spec, per_round) in params.rates.iter().zip(common_rates) {
+        let rates: Vec<String> = per_round.iter().map(|r| format!("{r:.0}")).collect();
+        let _ = writeln!(out, "@{spec}: {} req/s in rounds {}", median(per_round).unwrap_or(0.0), rates.join(", "));
+    }
+    let label_width = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(6).max(6);
+    let mut header = format!("{:<label_width$} | {:>10}", "target", "max req/s");
+    let mut rule = format!("{:-<label_width$}-+-{:->10}", "", "");
+    for spec in &params.rates {
+        let _ = write!(header, " | {:^37}", format!("@{spec}: p50 / p99 (added) ms"));
+        let _ = write!(rule, "-+-{:-<37}", "");
+    }
+    let _ = write!(header, " | {:>13} | {:>8}", "errors/reqs", "RSS MiB");
+    let _ = write!(rule, "-+-{:-<13}-+-{:-<8}", "", "");
+    let _ = writeln!(out, "{header}\n{rule}");
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+    let added = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:+.2}"));
+    for row in rows {
+        let mut line = format!(
+            "{:<label_width$} | {:>10}",
+            row.label,
+            row.max_rate_median.map_or_else(|| "-".to_owned(), |r| format!("{r:.0}"))
+        );
+        for cell in &row.at_rates {
+            let text = match cell {
+                None => "not sustained".to_owned(),
+                Some([p50, p99, _, _]) if row.target == file.baseline => {
+                    format!("{} / {} (baseline)", ms(*p50), ms(*p99))
+                }
+                Some([p50, p99, add50, add99]) => {
+                    format!("{} / {} ({} / {})", ms(*p50), ms(*p99), added(*add50), added(*add99))
+                }
+            };
+            let _ = write!(line, " | {text:>37}");
+        }
+        let _ = write!(
+            line,
+            " | {:>13} | {:>8}",
+            format!("{}/{}", row.errors, row.requests),
+            row.rss_peak_mib.map_or_else(|| "-".to_owned(), |m| format!("{m:.0}"))
+        );
+        let _ = writeln!(out, "{line}");
+    }
+    for (a, b) in &file.ratios {
+        let (Some(mine), Some(theirs)) = (max_rate.get(a), max_rate.get(b)) else { continue };
+        let per_round: Vec<f64> = mine
+            .iter()
+            .zip(theirs)
+            .filter(|(_, t)| **t > 0.0)
+            .map(|(m, t)| m / t)
+            .collect();
+        let text = median(&per_round).map_or_else(|| "-".to_owned(), |r| format!("{r:.1}x"));
+        let _ = writeln!(out, "max req/s ratio {a} / {b}: {text} (median of per-round ratios)");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_rounded_to_two_figures() {
+        assert_eq!(round_rate(9051.0), 9100.0);
+        assert_eq!(round_rate(141.4), 140.0);
+        assert_eq!(round_rate(3.4), 3.0);
+        assert_eq!(round_rate(0.2), 1.0);
+    }
+
+    #[test]
+    fn rate_specs_parse() {
+        assert_eq!("250".parse(), Ok(RateSpec::Fixed(250.0)));
+        assert_eq!("max:switchyard-model".parse(), Ok(RateSpec::MaxOf("switchyard-model".to_owned())));
+        assert!("fast".parse::<RateSpec>().is_err());
+        assert!("0".parse::<RateSpec>().is_err());
+    }
+}
