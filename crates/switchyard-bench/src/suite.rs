@@ -76,15 +76,21 @@ pub struct SuiteParams {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RateSpec {
     Fixed(f64),
-    MaxOf(String),
+    /// `F*max:NAME` (F defaults to 1): F times NAME's highest sustained rate.
+    MaxOf(f64, String),
 }
 
 impl std::str::FromStr for RateSpec {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        match text.strip_prefix("max:") {
-            Some(name) => Ok(Self::MaxOf(name.to_owned())),
-            None => text
+        let (factor, rest) = match text.split_once('*') {
+            Some((factor, rest)) => (factor.parse::<f64>().ok().filter(|f| *f > 0.0), rest),
+            None => (Some(1.0), text),
+        };
+        match (factor, rest.strip_prefix("max:")) {
+            (Some(factor), Some(name)) => Ok(Self::MaxOf(factor, name.to_owned())),
+            (None, _) => Err(format!("expected F*max:TARGET, got `{text}`")),
+            (Some(_), None) => text
                 .parse::<f64>()
                 .ok()
                 .filter(|rate| *rate > 0.0)
@@ -98,7 +104,8 @@ impl std::fmt::Display for RateSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Fixed(rate) => write!(f, "{rate}/s"),
-            Self::MaxOf(name) => write!(f, "max({name})"),
+            Self::MaxOf(factor, name) if *factor == 1.0 => write!(f, "max({name})"),
+            Self::MaxOf(factor, name) => write!(f, "{factor}*max({name})"),
         }
     }
 }
@@ -163,7 +170,7 @@ pub async fn run(file: &SuiteFile, params: &SuiteParams) -> anyhow::Result<Suite
         file.baseline
     );
     for spec in &params.rates {
-        if let RateSpec::MaxOf(name) = spec {
+        if let RateSpec::MaxOf(_, name) = spec {
             anyhow::ensure!(file.targets.iter().any(|t| &t.name == name), "--rates: no target `{name}`");
         }
     }
@@ -186,7 +193,10 @@ pub async fn run(file: &SuiteFile, params: &SuiteParams) -> anyhow::Result<Suite
         for (index, spec) in params.rates.iter().enumerate() {
             let rate = match spec {
                 RateSpec::Fixed(rate) => *rate,
-                RateSpec::MaxOf(name) => max_rate.get(name).and_then(|v| v.last().copied()).unwrap_or(0.0),
+                RateSpec::MaxOf(factor, name) => {
+                    let top = max_rate.get(name).and_then(|v| v.last().copied()).unwrap_or(0.0);
+                    if top > 0.0 { round_rate(factor * top) } else { 0.0 }
+                }
             };
             common_rates[index].push(rate);
             if rate <= 0.0 {
@@ -461,7 +471,9 @@ mod tests {
     #[test]
     fn rate_specs_parse() {
         assert_eq!("250".parse(), Ok(RateSpec::Fixed(250.0)));
-        assert_eq!("max:switchyard-model".parse(), Ok(RateSpec::MaxOf("switchyard-model".to_owned())));
+        assert_eq!("max:switchyard-model".parse(), Ok(RateSpec::MaxOf(1.0, "switchyard-model".to_owned())));
+        assert_eq!("0.5*max:fake".parse(), Ok(RateSpec::MaxOf(0.5, "fake".to_owned())));
+        assert!("x*max:fake".parse::<RateSpec>().is_err());
         assert!("fast".parse::<RateSpec>().is_err());
         assert!("0".parse::<RateSpec>().is_err());
     }
