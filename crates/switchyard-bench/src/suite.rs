@@ -142,9 +142,14 @@ pub struct Row {
     pub max_rate_median: Option<f64>,
     /// Per common rate: medians of p50, p99, and of the per-round added p50, p99.
     pub at_rates: Vec<Option<[Option<f64>; 4]>>,
-    /// Errors and requests over every step at or below the sustained rate.
+    /// Errors and requests over every step at or below the round's highest
+    /// sustained rate (so: of the common-rate steps; sustained search steps
+    /// have none by definition).
     pub errors: u64,
     pub requests: u64,
+    /// The same, over the steps above it (overload: errors expected there).
+    pub overload_errors: u64,
+    pub overload_requests: u64,
     pub rss_peak_mib: Option<f64>,
 }
 
@@ -359,11 +364,16 @@ fn rows(
                 })
                 .collect();
             let best = max_rate.get(&target.name).cloned().unwrap_or_default();
-            let mine = steps.iter().filter(|s| {
-                s.target == target.name
-                    && best.get(s.round).is_some_and(|&top| s.report.target_rate <= top)
-            });
-            let (errors, requests) = mine.fold((0, 0), |(e, r), s| (e + s.report.error_count, r + s.report.scheduled));
+            let (mut errors, mut requests, mut overload_errors, mut overload_requests) = (0, 0, 0, 0);
+            for s in steps.iter().filter(|s| s.target == target.name) {
+                if best.get(s.round).is_some_and(|&top| s.report.target_rate <= top) {
+                    errors += s.report.error_count;
+                    requests += s.report.scheduled;
+                } else {
+                    overload_errors += s.report.error_count;
+                    overload_requests += s.report.scheduled;
+                }
+            }
             let rss = steps
                 .iter()
                 .filter(|s| s.target == target.name)
@@ -376,6 +386,8 @@ fn rows(
                 at_rates,
                 errors,
                 requests,
+                overload_errors,
+                overload_requests,
                 rss_peak_mib: rss.map(|kib| kib as f64 / 1024.0),
             }
         })
@@ -392,7 +404,7 @@ fn render(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} round(s), medians; steps of {:.0} s (+{:.0} s warm-up), {} connections, open loop; \
+        "{} round(s), medians; steps of {} s (+{} s warm-up), {} connections, open loop; \
          sustained = no errors and p99 <= {} ms",
         params.rounds,
         params.step.as_secs_f64(),
@@ -411,8 +423,8 @@ fn render(
         let _ = write!(header, " | {:^37}", format!("@{spec}: p50 / p99 (added) ms"));
         let _ = write!(rule, "-+-{:-<37}", "");
     }
-    let _ = write!(header, " | {:>13} | {:>8}", "errors/reqs", "RSS MiB");
-    let _ = write!(rule, "-+-{:-<13}-+-{:-<8}", "", "");
+    let _ = write!(header, " | {:>12} | {:>14} | {:>7}", "errors <=max", "errors over", "RSS MiB");
+    let _ = write!(rule, "-+-{:-<12}-+-{:-<14}-+-{:-<7}", "", "", "");
     let _ = writeln!(out, "{header}\n{rule}");
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
     let added = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:+.2}"));
@@ -436,12 +448,19 @@ fn render(
         }
         let _ = write!(
             line,
-            " | {:>13} | {:>8}",
+            " | {:>12} | {:>14} | {:>7}",
             format!("{}/{}", row.errors, row.requests),
+            format!("{}/{}", row.overload_errors, row.overload_requests),
             row.rss_peak_mib.map_or_else(|| "-".to_owned(), |m| format!("{m:.0}"))
         );
         let _ = writeln!(out, "{line}");
     }
+    let baseline = rows.iter().find(|r| r.target == file.baseline).map_or(file.baseline.as_str(), |r| r.label.as_str());
+    let _ = writeln!(
+        out,
+        "(added): minus the baseline's ({baseline}) p50 / p99 at the same rate in the same round, median over rounds; \
+         errors over: in steps above the target's highest sustained rate"
+    );
     for (a, b) in &file.ratios {
         let (Some(mine), Some(theirs)) = (max_rate.get(a), max_rate.get(b)) else { continue };
         let per_round: Vec<f64> = mine
