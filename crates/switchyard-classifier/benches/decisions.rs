@@ -108,8 +108,9 @@ fn conversation(turns: usize, tag: &str, last: &str) -> Conversation {
     Conversation { turns }
 }
 
-fn new_turn(i: usize) -> String {
-    format!("Test {i} of the payments suite fails with an assertion error on the refund total after the retry; what should I check first?")
+/// A new user turn, unique per `tag` and `i`: never in the cache.
+fn new_turn(tag: &str, i: usize) -> String {
+    format!("Test {i} ({tag}) of the payments suite fails with an assertion error on the refund total after the retry; what should I check first?")
 }
 
 fn main() {
@@ -137,7 +138,8 @@ fn main() {
                 index.classify(&conversation(turns, "warm-up", "hello")).unwrap();
                 let mut cold: Vec<Duration> = (0..decisions)
                     .map(|i| {
-                        let conversation = conversation(turns, &format!("{kind}-{turns}-{route_count}-cold-{i}"), &new_turn(i));
+                        let tag = format!("{kind}-{turns}-{route_count}-cold-{i}");
+                        let conversation = conversation(turns, &tag, &new_turn(&tag, i));
                         let started = Instant::now();
                         std::hint::black_box(index.classify(&conversation).unwrap());
                         started.elapsed()
@@ -147,7 +149,7 @@ fn main() {
                 index.classify(&conversation(turns, &history, "warming the history")).unwrap();
                 let mut warm: Vec<Duration> = (0..decisions)
                     .map(|i| {
-                        let conversation = conversation(turns, &history, &new_turn(10_000 + i));
+                        let conversation = conversation(turns, &history, &new_turn(&history, i));
                         let started = Instant::now();
                         std::hint::black_box(index.classify(&conversation).unwrap());
                         started.elapsed()
@@ -182,7 +184,7 @@ fn main() {
                         scope.spawn(move || {
                             (0..per_thread)
                                 .map(|i| {
-                                    let conversation = conversation(6, &history, &new_turn(100_000 + t * 1_000 + i));
+                                    let conversation = conversation(6, &history, &new_turn(&format!("{history}-{threads}-{t}"), i));
                                     let started = Instant::now();
                                     std::hint::black_box(index.classify(&conversation).unwrap());
                                     started.elapsed()
@@ -214,7 +216,7 @@ fn main() {
         let mut per_call = Vec::with_capacity(calls);
         let started = Instant::now();
         for call in 0..calls {
-            let texts: Vec<String> = (0..batch).map(|i| format!("{} (throughput {batch}-{call}-{i})", new_turn(i))).collect();
+            let texts: Vec<String> = (0..batch).map(|i| new_turn(&format!("throughput {batch}-{call}"), i)).collect();
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             tokens += refs.iter().map(|text| encoder.count_tokens(text).unwrap()).sum::<usize>();
             let call_started = Instant::now();
