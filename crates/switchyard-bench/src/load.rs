@@ -160,7 +160,7 @@ pub async fn run(spec: &LoadSpec) -> anyhow::Result<LoadReport> {
         Some((before, after)) => Err((before.to_owned(), after.to_owned())),
         None => Ok(Bytes::from(spec.body.clone())),
     };
-    let salt = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() % 1_000_000);
+    let salt = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() % 1000);
     let request = RequestTemplate {
         path,
         host: authority.to_string(),
