@@ -178,6 +178,11 @@ impl Shared {
     /// Waits `delay`, cut short by shutdown: a stopping server should not be
     /// held up by an artificial delay, and the answer is still worth giving.
     pub(crate) async fn pause(&self, delay: Duration) {
+        // A zero sleep still waits for the timer's next 1 ms tick: skipped,
+        // so a zero-ttft mock answers at once (benchmarks subtract it).
+        if delay.is_zero() {
+            return;
+        }
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = self.shutdown.cancelled() => {}
@@ -485,6 +490,9 @@ impl SseSender {
     /// Waits, but gives up early when the client hangs up or the server stops,
     /// so neither waits on a stream nobody will read.
     pub(crate) async fn pause(&mut self, delay: Duration) -> Result<(), Closed> {
+        if delay.is_zero() {
+            return if self.tx.is_closed() || self.shutdown.is_cancelled() { Err(Closed) } else { Ok(()) };
+        }
         tokio::select! {
             () = tokio::time::sleep(delay) => Ok(()),
             () = self.tx.closed() => Err(Closed),
