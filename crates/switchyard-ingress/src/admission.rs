@@ -83,11 +83,6 @@ impl Door {
         }
     }
 
-    /// Requests in flight now (public API only).
-    pub fn in_flight(&self) -> usize {
-        self.max_concurrent - self.in_flight.available_permits()
-    }
-
     /// Who is calling, when keys are configured: `Ok(None)` on an open
     /// node, the key's name otherwise. Applies the key's rate limit.
     pub fn identify(&self, headers: &HeaderMap) -> Result<Option<&str>, IngressError> {

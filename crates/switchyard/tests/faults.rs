@@ -57,7 +57,7 @@ use serde_json::{Value, json};
 use switchyard_mock::{MockConfig, MockServer};
 
 mod common;
-use common::{Cluster, START_DEADLINE, cluster_files_with_base};
+use common::{Cluster, START_DEADLINE, cluster_files_with_base, route_on};
 
 /// How long the load runs.
 const LOAD: Duration = Duration::from_secs(60);
@@ -78,6 +78,8 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// When the leader is killed and restarted, from the start of the load.
 const KILL_AT: Duration = Duration::from_secs(25);
 const RESTART_AT: Duration = Duration::from_secs(30);
+/// The longest a `/v1/route` probe of a pin may take.
+const ROUTE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a wait re-checks its condition.
 const POLL: Duration = Duration::from_millis(50);
 const MODELS: [&str; 5] = ["m1", "m2", "m3", "m4", "m5"];
@@ -171,25 +173,8 @@ impl Cluster {
 
     /// `POST /v1/route` through node `id`: the decision, no upstream call.
     async fn route(&self, id: u64, session: &str) -> Result<Value, String> {
-        route_on(&self.client, &self.node(id).url(""), session).await
+        route_on(&self.client, &self.node(id).url(""), session, ROUTE_TIMEOUT).await
     }
-}
-
-async fn route_on(http: &reqwest::Client, base: &str, session: &str) -> Result<Value, String> {
-    let response = http
-        .post(format!("{base}/v1/route"))
-        .header("X-Model-Affinity", session)
-        .timeout(Duration::from_secs(5))
-        .json(&json!({ "model": "router:eng", "messages": [{ "role": "user", "content": "and the next step?" }] }))
-        .send()
-        .await
-        .map_err(|err| err.to_string())?;
-    let status = response.status();
-    let body: Value = response.json().await.map_err(|err| err.to_string())?;
-    if !status.is_success() {
-        return Err(format!("HTTP {status}: {body}"));
-    }
-    Ok(body)
 }
 
 fn strings(value: &Value) -> Vec<String> {
@@ -452,7 +437,7 @@ async fn session_worker(w: usize, load: Arc<Load>) -> SessionReport {
                     report.kept += 1;
                 } else {
                     let base = &load.nodes.iter().find(|(id, _)| *id == answer.node).unwrap().1;
-                    let cooling = route_on(&load.http, base, &session).await.map(|decision| strings(&decision["cooling"]));
+                    let cooling = route_on(&load.http, base, &session, ROUTE_TIMEOUT).await.map(|decision| strings(&decision["cooling"]));
                     report.moved.push(Moved {
                         tag: record.tag.clone(),
                         session: session.clone(),

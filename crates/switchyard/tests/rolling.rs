@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use switchyard_mock::{MockConfig, MockServer};
 
 mod common;
-use common::{Cluster, START_DEADLINE, cluster_files};
+use common::{Cluster, START_DEADLINE, cluster_files, route_on};
 
 /// Concurrent clients, each with one request in flight at most.
 const CLIENTS: usize = 8;
@@ -75,19 +75,8 @@ impl Cluster {
     /// A session's pin as node `id` reads it (`/v1/route`: no upstream
     /// call, no write): the model and the affinity status.
     async fn pinned(&self, id: u64, session: &str) -> Result<(String, String), String> {
-        let response = self
-            .client
-            .post(self.node(id).url("/v1/route"))
-            .header("X-Model-Affinity", session)
-            .json(&json!({ "model": "router:eng", "messages": [{ "role": "user", "content": "and the next step?" }] }))
-            .send()
-            .await
-            .map_err(|err| err.to_string())?;
-        let status = response.status();
-        let body: Value = response.json().await.map_err(|err| err.to_string())?;
-        if !status.is_success() {
-            return Err(format!("HTTP {status}: {body}"));
-        }
+        // The client's own 20 s timeout, as before.
+        let body = route_on(&self.client, &self.node(id).url(""), session, Duration::from_secs(20)).await?;
         Ok((body["model"].as_str().unwrap_or("").to_owned(), body["affinity"].as_str().unwrap_or("").to_owned()))
     }
 }

@@ -245,3 +245,22 @@ impl Cluster {
         Some((leader, self.status(leader).await?))
     }
 }
+
+/// `POST /v1/route` for `router:eng` with a session header through the node
+/// at `base`: the decision, read from the pin (no upstream call, no write).
+pub async fn route_on(client: &reqwest::Client, base: &str, session: &str, timeout: Duration) -> Result<serde_json::Value, String> {
+    let response = client
+        .post(format!("{base}/v1/route"))
+        .header("X-Model-Affinity", session)
+        .timeout(timeout)
+        .json(&serde_json::json!({ "model": "router:eng", "messages": [{ "role": "user", "content": "and the next step?" }] }))
+        .send()
+        .await
+        .map_err(|err| err.to_string())?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.map_err(|err| err.to_string())?;
+    if !status.is_success() {
+        return Err(format!("HTTP {status}: {body}"));
+    }
+    Ok(body)
+}
