@@ -2,6 +2,7 @@
 # The side-by-side benchmark of issue 11 (see BENCHMARKS.md):
 #
 #   bench/run.sh [--no-litellm] [--no-moe] [switchyard-bench suite flags...]
+#   bench/run.sh --cluster [switchyard-bench suite flags...]
 #
 # Builds the release binaries, installs LiteLLM's proxy in bench/.venv (once),
 # starts on 127.0.0.1, each on a free port: the fake upstream
@@ -11,12 +12,20 @@
 # is stopped on exit. Suite flags (defaults: --rounds 3 --step 3 --warmup 1
 # --p99-budget-ms 50 --connections 64) pass through, e.g. `--rounds 5`.
 # Outputs (logs, targets.json, result.json, table.txt) go to bench/out/<time>/.
+#
+# --cluster measures 1 node against a 3-node cluster instead (issue 11, part
+# 3): the fake upstream, one node and three raft voters, all with the
+# lexical classifier; the load is spread over the three nodes' HTTP ports.
+# Each is driven by model id (no pin) and with a new X-Model-Affinity
+# session on every request (a pin write per request: redb on one node,
+# the raft log with a majority's fsync on three).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-litellm=1 moe=1 suite_args=()
+litellm=1 moe=1 cluster=0 suite_args=()
 for arg in "$@"; do
     case "$arg" in
+        --cluster) cluster=1 litellm=0 moe=0 ;;
         --no-litellm) litellm=0 ;;
         --no-moe) moe=0 ;;
         *) suite_args+=("$arg") ;;
@@ -82,6 +91,86 @@ wait_ready mock "$mock_pid" "$mock_url/models"
 
 sed "s|__MOCK_URL__|$mock_url|" bench/switchyard.yaml >"$out/switchyard.yaml"
 
+# The request every target gets: one user turn about a crash (route
+# `debugging`), a 12-word answer. The new-turn target sends a conversation
+# whose first two turns repeat (cached after the first request) and whose
+# last user turn is new every time ({n}: a token unique to each request).
+ask='I get a NullPointerException stack trace when my tests run'
+body_model="{\"model\":\"gpt-5-mini\",\"max_tokens\":12,\"messages\":[{\"role\":\"user\",\"content\":\"$ask\"}]}"
+body_router="{\"model\":\"router:software-engineering\",\"max_tokens\":12,\"messages\":[{\"role\":\"user\",\"content\":\"$ask\"}]}"
+body_turn="{\"model\":\"router:software-engineering\",\"max_tokens\":12,\"messages\":[{\"role\":\"user\",\"content\":\"$ask\"},{\"role\":\"assistant\",\"content\":\"Which line of the stack trace points into your own code?\"},{\"role\":\"user\",\"content\":\"The exception is thrown in Parser.parse and the test crashes, build {n}\"}]}"
+route='{"name": "x-model-router-selected-route", "value": "debugging"}'
+chat=/v1/chat/completions
+
+# run_suite DEFAULT_RATES: describes the machine, then runs the suite over
+# $out/targets.json (common rates DEFAULT_RATES unless --rates was given).
+run_suite() {
+    {
+        echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -sr)"
+        echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates bench || echo ' (modified)')"
+    } | tee "$out/machine.txt" >&2
+    case " ${suite_args[*]} " in
+        *" --rates"*) ;;
+        *) suite_args=(--rates "$1" "${suite_args[@]}") ;;
+    esac
+    "$bin/switchyard-bench" suite --targets "$out/targets.json" --out "$out/result.json" \
+        "${suite_args[@]}" | tee "$out/table.txt"
+}
+
+if [ "$cluster" = 1 ]; then
+    # One node: its own raft of one, as `switchyard serve` runs out of the box.
+    one_port=$(free_port)
+    setsid "$bin/switchyard" serve --config "$out/switchyard.yaml" --listen "127.0.0.1:$one_port" \
+        --data-dir "$out/data-one" >"$out/switchyard-one.log" 2>&1 &
+    one_pid=$!
+    pids+=("$one_pid")
+    # Three voters: an overlay each with its node id, gRPC port and the peers.
+    http=() grpc=() three_pids=()
+    for n in 1 2 3; do http+=("$(free_port)"); grpc+=("$(free_port)"); done
+    for n in 1 2 3; do
+        {
+            echo "cluster:"
+            echo "  node_id: $n"
+            echo "  listen: 127.0.0.1:${grpc[n-1]}"
+            echo "  peers:"
+            for m in 1 2 3; do
+                echo "    - { id: $m, raft: 127.0.0.1:${grpc[m-1]}, http: 127.0.0.1:${http[m-1]} }"
+            done
+        } >"$out/node-$n.yaml"
+        setsid "$bin/switchyard" serve --config "$out/switchyard.yaml" --overlay "$out/node-$n.yaml" \
+            --listen "127.0.0.1:${http[n-1]}" --data-dir "$out/data-node-$n" >"$out/switchyard-node-$n.log" 2>&1 &
+        three_pids+=($!)
+        pids+=($!)
+    done
+    wait_ready switchyard-one "$one_pid" "http://127.0.0.1:$one_port/readyz"
+    for n in 1 2 3; do
+        wait_ready "switchyard-node-$n" "${three_pids[n-1]}" "http://127.0.0.1:${http[n-1]}/readyz"
+    done
+
+    # A pin target's answer must say the session was new (a pin written).
+    miss='{"name": "x-model-router-affinity", "value": "miss"}'
+    session='{"X-Model-Affinity": "bench-{n}"}'
+    one="\"http://127.0.0.1:$one_port$chat\""
+    three="[\"http://127.0.0.1:${http[0]}$chat\", \"http://127.0.0.1:${http[1]}$chat\", \"http://127.0.0.1:${http[2]}$chat\"]"
+    three_pid_list="${three_pids[0]}, ${three_pids[1]}, ${three_pids[2]}"
+    {
+        echo '{"baseline": "fake", "ratios": [["three-model", "one-model"], ["three-pin", "one-pin"]], "targets": ['
+        echo "{\"name\": \"fake\", \"label\": \"fake upstream, direct\", \"url\": \"$mock_url/chat/completions\", \"pids\": [$mock_pid], \"start_rate\": 1000, \"body\": $body_model},"
+        echo "{\"name\": \"one-model\", \"label\": \"1 node, model id\", \"url\": $one, \"pids\": [$one_pid], \"start_rate\": 1000, \"body\": $body_model},"
+        echo "{\"name\": \"three-model\", \"label\": \"3 nodes, model id\", \"url\": $three, \"pids\": [$three_pid_list], \"start_rate\": 1000, \"body\": $body_model},"
+        echo "{\"name\": \"one-pin\", \"label\": \"1 node, new session (pin write)\", \"url\": $one, \"pids\": [$one_pid], \"start_rate\": 200, \"headers\": $session, \"expect_header\": $miss, \"body\": $body_router},"
+        echo "{\"name\": \"three-pin\", \"label\": \"3 nodes, new session (raft pin write)\", \"url\": $three, \"pids\": [$three_pid_list], \"start_rate\": 200, \"headers\": $session, \"expect_header\": $miss, \"body\": $body_router}"
+        echo ']}'
+    } >"$out/targets.json"
+    run_suite '20,0.5*max:one-model'
+    # A pin write that failed is logged and counted, and the request still
+    # succeeds: show the nodes' own counts, so a failed write cannot hide.
+    for port in "$one_port" "${http[@]}"; do
+        echo "pin writes on :$port: $(curl -s "http://127.0.0.1:$port/metrics" | grep '^switchyard_pin_writes_total' | tr '\n' ' ')"
+    done | tee -a "$out/table.txt"
+    exit 0
+fi
+
 lex_port=$(free_port)
 setsid "$bin/switchyard" serve --config "$out/switchyard.yaml" --listen "127.0.0.1:$lex_port" \
     --data-dir "$out/data-lexical" >"$out/switchyard-lexical.log" 2>&1 &
@@ -111,17 +200,6 @@ wait_ready switchyard-lexical "$lex_pid" "http://127.0.0.1:$lex_port/readyz"
 [ "$moe" = 1 ] && wait_ready switchyard-moe "$moe_pid" "http://127.0.0.1:$moe_port/readyz"
 [ "$litellm" = 1 ] && wait_ready litellm "$litellm_pid" "http://127.0.0.1:$litellm_port/health/readiness"
 
-# The request every target gets: one user turn about a crash (route
-# `debugging`), a 12-word answer. The new-turn target sends a conversation
-# whose first two turns repeat (cached after the first request) and whose
-# last user turn is new every time ({n}: a token unique to each request).
-ask='I get a NullPointerException stack trace when my tests run'
-body_model="{\"model\":\"gpt-5-mini\",\"max_tokens\":12,\"messages\":[{\"role\":\"user\",\"content\":\"$ask\"}]}"
-body_router="{\"model\":\"router:software-engineering\",\"max_tokens\":12,\"messages\":[{\"role\":\"user\",\"content\":\"$ask\"}]}"
-body_turn="{\"model\":\"router:software-engineering\",\"max_tokens\":12,\"messages\":[{\"role\":\"user\",\"content\":\"$ask\"},{\"role\":\"assistant\",\"content\":\"Which line of the stack trace points into your own code?\"},{\"role\":\"user\",\"content\":\"The exception is thrown in Parser.parse and the test crashes, build {n}\"}]}"
-route='{"name": "x-model-router-selected-route", "value": "debugging"}'
-chat=/v1/chat/completions
-
 {
     echo '{"baseline": "fake", "ratios": [["switchyard-model", "litellm"], ["switchyard-lexical", "litellm"]], "targets": ['
     echo "{\"name\": \"fake\", \"label\": \"fake upstream, direct\", \"url\": \"$mock_url/chat/completions\", \"pids\": [$mock_pid], \"start_rate\": 1000, \"body\": $body_model},"
@@ -139,16 +217,6 @@ chat=/v1/chat/completions
     echo ']}'
 } >"$out/targets.json"
 
-{
-    echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -sr)"
-    echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates bench || echo ' (modified)')"
-} | tee "$out/machine.txt" >&2
-
 # Common rates: 20 req/s (light: every target sustains it) and half of
 # Switchyard's highest sustained rate by model id (heavy, same round).
-case " ${suite_args[*]} " in
-    *" --rates"*) ;;
-    *) suite_args=(--rates '20,0.5*max:switchyard-model' "${suite_args[@]}") ;;
-esac
-"$bin/switchyard-bench" suite --targets "$out/targets.json" --out "$out/result.json" \
-    "${suite_args[@]}" | tee "$out/table.txt"
+run_suite '20,0.5*max:switchyard-model'

@@ -11,6 +11,9 @@
 //! millisecond) is not charged to the server; how late those wake-ups were is
 //! reported as `wake_lag_p99_ms`, a check that the generator itself kept up.
 //!
+//! With several URLs (the nodes of a cluster), worker `w` connects to URL
+//! `w mod n`, so connections, and with them requests, spread evenly.
+//!
 //! A run is `warmup` then `duration`; only requests due in the second part
 //! are counted. It is bounded: no request starts after `duration + grace`,
 //! and each has `timeout`; due requests never sent count as `unsent` errors.
@@ -31,15 +34,16 @@ use serde::{Deserialize, Serialize};
 use crate::rss::PeakSampler;
 use crate::stats::{self, Latency};
 
-/// Where a request body holds this, each request gets a token no other
-/// request of this process sends (so caches keyed by content never hit).
+/// Where a request body or header value holds this, each request gets a
+/// token no other request of this process sends (so caches keyed by content
+/// never hit, and every request can open a new affinity session).
 pub const UNIQUE_PLACEHOLDER: &str = "{n}";
 
 /// One run: what to send, how fast, for how long.
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
-    /// `http://host:port/path`.
-    pub url: String,
+    /// `http://host:port/path`, one or more: connections are spread over them.
+    pub urls: Vec<String>,
     /// Requests per second, scheduled.
     pub rate: f64,
     /// The measured window.
@@ -52,6 +56,7 @@ pub struct LoadSpec {
     pub timeout: Duration,
     /// After the window, how long due requests may still start.
     pub grace: Duration,
+    /// Header values may hold [`UNIQUE_PLACEHOLDER`].
     pub headers: Vec<(String, String)>,
     /// The JSON body; see [`UNIQUE_PLACEHOLDER`].
     pub body: String,
@@ -97,7 +102,7 @@ pub struct LoadReport {
 static RUN_SEQ: AtomicU64 = AtomicU64::new(0);
 
 struct Shared {
-    addr: SocketAddr,
+    endpoints: Vec<Endpoint>,
     request: RequestTemplate,
     expect_header: Option<ExpectHeader>,
     next: AtomicU64,
@@ -109,29 +114,68 @@ struct Shared {
     timeout: Duration,
 }
 
-struct RequestTemplate {
+/// One URL of the run, resolved.
+struct Endpoint {
+    addr: SocketAddr,
     path: String,
     host: String,
-    headers: Vec<(String, String)>,
-    /// The body, split at [`UNIQUE_PLACEHOLDER`] when it holds one.
-    body: Result<Bytes, (String, String)>,
+}
+
+impl Endpoint {
+    async fn resolve(url: &str) -> anyhow::Result<Endpoint> {
+        let uri: hyper::Uri = url.parse().with_context(|| format!("bad url `{url}`"))?;
+        anyhow::ensure!(uri.scheme_str() == Some("http"), "only http:// urls (loopback benchmarks)");
+        let authority = uri.authority().context("url without host")?.clone();
+        let port = authority.port_u16().unwrap_or(80);
+        let addr = tokio::net::lookup_host((authority.host(), port))
+            .await?
+            .next()
+            .with_context(|| format!("cannot resolve {authority}"))?;
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        Ok(Endpoint { addr, path, host: authority.to_string() })
+    }
+}
+
+/// A text that may hold [`UNIQUE_PLACEHOLDER`] (its first occurrence is
+/// replaced).
+enum Template {
+    Fixed(Bytes),
+    Unique { before: String, after: String },
+}
+
+impl Template {
+    fn new(text: &str) -> Template {
+        match text.split_once(UNIQUE_PLACEHOLDER) {
+            Some((before, after)) => Template::Unique { before: before.to_owned(), after: after.to_owned() },
+            None => Template::Fixed(Bytes::from(text.to_owned())),
+        }
+    }
+
+    fn render(&self, prefix: &str, index: u64) -> Bytes {
+        match self {
+            Template::Fixed(bytes) => bytes.clone(),
+            Template::Unique { before, after } => Bytes::from(format!("{before}{prefix}{index}{after}")),
+        }
+    }
+}
+
+struct RequestTemplate {
+    headers: Vec<(String, Template)>,
+    body: Template,
     /// The unique token's prefix for this run: `<process salt>-<run>-`.
     unique_prefix: String,
 }
 
 impl RequestTemplate {
-    fn build(&self, index: u64) -> anyhow::Result<hyper::Request<Full<Bytes>>> {
-        let body = match &self.body {
-            Ok(bytes) => bytes.clone(),
-            Err((before, after)) => Bytes::from(format!("{before}{}{index}{after}", self.unique_prefix)),
-        };
-        let mut builder = hyper::Request::post(self.path.as_str())
-            .header(hyper::header::HOST, self.host.as_str())
+    fn build(&self, endpoint: &Endpoint, index: u64) -> anyhow::Result<hyper::Request<Full<Bytes>>> {
+        let mut builder = hyper::Request::post(endpoint.path.as_str())
+            .header(hyper::header::HOST, endpoint.host.as_str())
             .header(hyper::header::CONTENT_TYPE, "application/json");
         for (name, value) in &self.headers {
-            builder = builder.header(name.as_str(), value.as_str());
+            let value = hyper::header::HeaderValue::from_maybe_shared(value.render(&self.unique_prefix, index))?;
+            builder = builder.header(name.as_str(), value);
         }
-        Ok(builder.body(Full::new(body))?)
+        Ok(builder.body(Full::new(self.body.render(&self.unique_prefix, index)))?)
     }
 }
 
@@ -147,40 +191,32 @@ struct WorkerTally {
 pub async fn run(spec: &LoadSpec) -> anyhow::Result<LoadReport> {
     anyhow::ensure!(spec.rate > 0.0, "rate must be positive");
     anyhow::ensure!(spec.connections > 0, "at least one connection");
-    let uri: hyper::Uri = spec.url.parse().with_context(|| format!("bad url `{}`", spec.url))?;
-    anyhow::ensure!(uri.scheme_str() == Some("http"), "only http:// urls (loopback benchmarks)");
-    let authority = uri.authority().context("url without host")?.clone();
-    let port = authority.port_u16().unwrap_or(80);
-    let addr = tokio::net::lookup_host((authority.host(), port))
-        .await?
-        .next()
-        .with_context(|| format!("cannot resolve {authority}"))?;
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let body = match spec.body.split_once(UNIQUE_PLACEHOLDER) {
-        Some((before, after)) => Err((before.to_owned(), after.to_owned())),
-        None => Ok(Bytes::from(spec.body.clone())),
-    };
+    anyhow::ensure!(!spec.urls.is_empty(), "at least one url");
+    let mut endpoints = Vec::with_capacity(spec.urls.len());
+    for url in &spec.urls {
+        endpoints.push(Endpoint::resolve(url).await?);
+    }
     let salt = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() % 1000);
     let request = RequestTemplate {
-        path,
-        host: authority.to_string(),
-        headers: spec.headers.clone(),
-        body,
+        headers: spec.headers.iter().map(|(name, value)| (name.clone(), Template::new(value))).collect(),
+        body: Template::new(&spec.body),
         unique_prefix: format!("{salt}-{}-", RUN_SEQ.fetch_add(1, Ordering::Relaxed)),
     };
+    // A bad header fails here, once, not as an error on every request.
+    request.build(&endpoints[0], 0)?;
 
     // Connections are opened before the clock starts: the first requests
     // must not pay for the handshakes.
     let mut connections = Vec::with_capacity(spec.connections);
-    for _ in 0..spec.connections {
-        connections.push(connect(addr).await.ok());
+    for worker in 0..spec.connections {
+        connections.push(connect(endpoints[worker % endpoints.len()].addr).await.ok());
     }
 
     let warm = (spec.warmup.as_secs_f64() * spec.rate).floor() as u64;
     let measured = (spec.duration.as_secs_f64() * spec.rate).floor() as u64;
     let start = Instant::now() + Duration::from_millis(5);
     let shared = Arc::new(Shared {
-        addr,
+        endpoints,
         request,
         expect_header: spec.expect_header.clone(),
         next: AtomicU64::new(0),
@@ -194,7 +230,11 @@ pub async fn run(spec: &LoadSpec) -> anyhow::Result<LoadReport> {
     let sampler = PeakSampler::start(spec.pids.clone());
     let workers: Vec<_> = connections
         .into_iter()
-        .map(|connection| tokio::spawn(worker(Arc::clone(&shared), connection)))
+        .enumerate()
+        .map(|(index, connection)| {
+            let endpoint = index % shared.endpoints.len();
+            tokio::spawn(worker(Arc::clone(&shared), endpoint, connection))
+        })
         .collect();
     let mut tally = WorkerTally::default();
     for worker in workers {
@@ -229,7 +269,7 @@ pub async fn run(spec: &LoadSpec) -> anyhow::Result<LoadReport> {
     })
 }
 
-async fn worker(shared: Arc<Shared>, mut connection: Option<SendRequest<Full<Bytes>>>) -> WorkerTally {
+async fn worker(shared: Arc<Shared>, endpoint: usize, mut connection: Option<SendRequest<Full<Bytes>>>) -> WorkerTally {
     let mut tally = WorkerTally::default();
     loop {
         let index = shared.next.fetch_add(1, Ordering::Relaxed);
@@ -251,7 +291,7 @@ async fn worker(shared: Arc<Shared>, mut connection: Option<SendRequest<Full<Byt
         if from > shared.stop_at {
             return tally;
         }
-        let outcome = tokio::time::timeout(shared.timeout, send(&shared, &mut connection, index)).await;
+        let outcome = tokio::time::timeout(shared.timeout, send(&shared, &shared.endpoints[endpoint], &mut connection, index)).await;
         let done = Instant::now();
         let outcome = outcome.unwrap_or_else(|_| Err("timeout".to_owned()));
         if outcome.is_err() {
@@ -282,15 +322,20 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
 }
 
 /// Sends request `index` and reads the whole answer; the error is its kind.
-async fn send(shared: &Shared, connection: &mut Option<SendRequest<Full<Bytes>>>, index: u64) -> Result<(), String> {
+async fn send(
+    shared: &Shared,
+    endpoint: &Endpoint,
+    connection: &mut Option<SendRequest<Full<Bytes>>>,
+    index: u64,
+) -> Result<(), String> {
     let mut sender = match connection.take() {
         Some(sender) if !sender.is_closed() => sender,
-        _ => connect(shared.addr).await.map_err(|_| "connect".to_owned())?,
+        _ => connect(endpoint.addr).await.map_err(|_| "connect".to_owned())?,
     };
     if sender.ready().await.is_err() {
-        sender = connect(shared.addr).await.map_err(|_| "connect".to_owned())?;
+        sender = connect(endpoint.addr).await.map_err(|_| "connect".to_owned())?;
     }
-    let request = shared.request.build(index).map_err(|_| "bad_request".to_owned())?;
+    let request = shared.request.build(endpoint, index).map_err(|_| "bad_request".to_owned())?;
     let response = sender.send_request(request).await.map_err(|_| "transport".to_owned())?;
     let status = response.status();
     let header_ok = shared.expect_header.as_ref().is_none_or(|expect| {

@@ -19,11 +19,12 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// One open-loop run against one URL; prints a JSON report.
+    /// One open-loop run; prints a JSON report.
     Load {
-        /// http://host:port/path (POST).
-        #[arg(long)]
-        url: String,
+        /// http://host:port/path (POST); repeat it to spread the connections
+        /// over several servers (the nodes of a cluster).
+        #[arg(long = "url", required = true)]
+        urls: Vec<String>,
         /// Requests per second, scheduled regardless of completions.
         #[arg(long)]
         rate: f64,
@@ -39,7 +40,8 @@ enum Command {
         /// Per-request timeout in seconds.
         #[arg(long, default_value_t = 2.0)]
         timeout: f64,
-        /// `Name: value`, repeatable.
+        /// `Name: value`, repeatable; `{n}` in a value becomes a token unique
+        /// to each request.
         #[arg(long = "header")]
         headers: Vec<String>,
         /// JSON body, or @FILE; `{n}` in it becomes a token unique to each request.
@@ -93,7 +95,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::Load {
-            url,
+            urls,
             rate,
             duration,
             warmup,
@@ -124,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
                 })
                 .transpose()?;
             let spec = LoadSpec {
-                url,
+                urls,
                 rate,
                 duration: Duration::from_secs_f64(duration),
                 warmup: Duration::from_secs_f64(warmup),

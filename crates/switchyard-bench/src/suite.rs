@@ -35,7 +35,8 @@ pub struct Target {
     pub name: String,
     /// As printed in the table.
     pub label: String,
-    pub url: String,
+    /// One URL, or a list to spread the connections over (a cluster's nodes).
+    pub url: Urls,
     /// The request body (JSON); a string value may hold `{n}` for a unique token.
     pub body: serde_json::Value,
     #[serde(default)]
@@ -48,6 +49,23 @@ pub struct Target {
     /// Where the first round's search starts.
     #[serde(default = "default_start_rate")]
     pub start_rate: f64,
+}
+
+/// A target's `url`: a string or a list of them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Urls {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Urls {
+    pub fn list(&self) -> Vec<String> {
+        match self {
+            Urls::One(url) => vec![url.clone()],
+            Urls::Many(urls) => urls.clone(),
+        }
+    }
 }
 
 fn default_start_rate() -> f64 {
@@ -248,7 +266,7 @@ async fn step(target: &Target, rate: f64, params: &SuiteParams) -> anyhow::Resul
         value => serde_json::to_string(value)?,
     };
     let spec = LoadSpec {
-        url: target.url.clone(),
+        urls: target.url.list(),
         rate,
         duration: params.step,
         warmup: params.warmup,

@@ -1,0 +1,93 @@
+//! The load generator against two small local servers: connections spread
+//! over every URL, and `{n}` makes each request's header and body unique.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use switchyard_bench::load::{self, LoadSpec};
+
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
+async fn record(State(seen): State<Seen>, headers: HeaderMap, body: String) -> &'static str {
+    let session = headers
+        .get("x-model-affinity")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    seen.lock().unwrap().push((session, body));
+    "{}"
+}
+
+async fn server() -> (String, Seen) {
+    let seen = Seen::default();
+    let app = Router::new().route("/v1/chat/completions", post(record)).with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn connections_spread_over_every_url_and_placeholders_are_unique_per_request() {
+    let (first_url, first) = server().await;
+    let (second_url, second) = server().await;
+    let spec = LoadSpec {
+        urls: vec![first_url, second_url],
+        rate: 400.0,
+        duration: Duration::from_millis(500),
+        warmup: Duration::ZERO,
+        connections: 4,
+        timeout: Duration::from_secs(2),
+        grace: Duration::from_secs(2),
+        headers: vec![("X-Model-Affinity".to_owned(), "session-{n}".to_owned())],
+        body: r#"{"turn": "{n}"}"#.to_owned(),
+        expect_header: None,
+        pids: Vec::new(),
+    };
+    let report = load::run(&spec).await.unwrap();
+    assert_eq!(report.error_count, 0, "{report:?}");
+    assert_eq!(report.ok, 200);
+
+    let first = first.lock().unwrap().clone();
+    let second = second.lock().unwrap().clone();
+    // Two of the four workers are connected to each server, and workers
+    // take requests as they come, so neither server is left out.
+    assert!(!first.is_empty() && !second.is_empty(), "{} / {}", first.len(), second.len());
+    let all: Vec<_> = first.into_iter().chain(second).collect();
+    assert_eq!(all.len(), 200);
+    let sessions: HashSet<&str> = all.iter().map(|(session, _)| session.as_str()).collect();
+    let bodies: HashSet<&str> = all.iter().map(|(_, body)| body.as_str()).collect();
+    assert_eq!(sessions.len(), 200, "every request opens its own session");
+    assert_eq!(bodies.len(), 200);
+    assert!(sessions.iter().all(|s| s.starts_with("session-") && !s.contains("{n}")));
+    // The header and the body of one request carry the same token.
+    for (session, body) in &all {
+        let token = session.trim_start_matches("session-");
+        assert_eq!(body, &format!(r#"{{"turn": "{token}"}}"#));
+    }
+}
+
+#[tokio::test]
+async fn a_header_value_that_http_refuses_fails_the_run_up_front() {
+    let (url, seen) = server().await;
+    let spec = LoadSpec {
+        urls: vec![url],
+        rate: 100.0,
+        duration: Duration::from_millis(100),
+        warmup: Duration::ZERO,
+        connections: 1,
+        timeout: Duration::from_secs(1),
+        grace: Duration::from_secs(1),
+        headers: vec![("X-Bad".to_owned(), "line\nbreak".to_owned())],
+        body: "{}".to_owned(),
+        expect_header: None,
+        pids: Vec::new(),
+    };
+    assert!(load::run(&spec).await.is_err());
+    assert!(seen.lock().unwrap().is_empty());
+}
