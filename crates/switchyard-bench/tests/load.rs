@@ -1,6 +1,8 @@
 //! The load generator against two small local servers: connections spread
 //! over every URL, and `{n}` makes each request's header and body unique.
 
+#![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
