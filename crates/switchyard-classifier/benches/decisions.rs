@@ -15,9 +15,13 @@
 //! - concurrent decisions (1, 4, 16 threads, warm), which the encoder
 //!   batches into shared forward passes: per-decision latency and
 //!   decisions per second;
-//! - encoder throughput in tokens per second at batch 1, 8 and 32.
+//! - encoder throughput in tokens per second at batch 1, 8 and 32;
+//! - the warm new turn after an idle gap (0, 10, 50, 200 ms), as a node
+//!   sees it at low request rates, when the CPU had time to go quiet.
 //!
-//! `SWITCHYARD_BENCH_DECISIONS` sets the decisions per cell (30).
+//! `SWITCHYARD_BENCH_DECISIONS` sets the decisions per cell (30);
+//! `SWITCHYARD_BENCH_PARTS` picks parts, comma-separated, from `grid`,
+//! `concurrent`, `throughput` and `idle` (all by default).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a benchmark binary")]
 
@@ -25,9 +29,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchyard_classifier::{ClassifierSpec, RouteSpec, build_sharing};
+use switchyard_classifier::{Classifier, ClassifierSpec, RouteSpec, build_sharing};
 use switchyard_encoder::{Encoder, EncoderSettings};
 use switchyard_types::{Conversation, Role, Turn};
+
+/// The node's allocator (crates/switchyard/src/main.rs), so the figures are the node's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
@@ -119,6 +127,8 @@ fn main() {
         model_dir: repo("models/cache/all-minilm-l6-v2"),
         ..EncoderSettings::default()
     };
+    let parts = std::env::var("SWITCHYARD_BENCH_PARTS").unwrap_or_else(|_| "grid,concurrent,throughput,idle".to_owned());
+    let part = |name: &str| parts.split(',').any(|p| p.trim() == name);
     let mut shared: Option<Arc<Encoder>> = None;
     println!("decision latency, CPU (flex backend), node settings; {decisions} decisions per cell");
     for kind in ["moe", "embedding"] {
@@ -128,85 +138,129 @@ fn main() {
             ..ClassifierSpec::new(kind, None)
         };
         let classifier = build_sharing(&spec, &mut shared).unwrap();
-        println!("\n{kind}: p50 / p99 ms per decision");
-        println!("| turns | routes | cold p50 | cold p99 | warm p50 | warm p99 |");
-        println!("|---:|---:|---:|---:|---:|---:|");
-        for turns in [1, 6, 20] {
-            for route_count in [4, 10, 30] {
-                let index = classifier.prepare(&routes(route_count)).unwrap();
-                // Warm-up: the first pass at a shape costs more.
-                index.classify(&conversation(turns, "warm-up", "hello")).unwrap();
-                let mut cold: Vec<Duration> = (0..decisions)
-                    .map(|i| {
-                        let tag = format!("{kind}-{turns}-{route_count}-cold-{i}");
-                        let conversation = conversation(turns, &tag, &new_turn(&tag, i));
-                        let started = Instant::now();
-                        std::hint::black_box(index.classify(&conversation).unwrap());
-                        started.elapsed()
-                    })
-                    .collect();
-                let history = format!("{kind}-{turns}-{route_count}-warm");
-                index.classify(&conversation(turns, &history, "warming the history")).unwrap();
-                let mut warm: Vec<Duration> = (0..decisions)
-                    .map(|i| {
-                        let conversation = conversation(turns, &history, &new_turn(&history, i));
-                        let started = Instant::now();
-                        std::hint::black_box(index.classify(&conversation).unwrap());
-                        started.elapsed()
-                    })
-                    .collect();
-                cold.sort();
-                warm.sort();
-                println!(
-                    "| {turns} | {route_count} | {:.2} | {:.2} | {:.2} | {:.2} |",
-                    ms(percentile(&cold, 0.5)),
-                    ms(percentile(&cold, 0.99)),
-                    ms(percentile(&warm, 0.5)),
-                    ms(percentile(&warm, 0.99)),
-                );
-            }
+        if part("idle") && kind == "moe" {
+            idle_gaps(classifier.as_ref(), decisions);
         }
-        // Concurrent decisions: the encoder batches the new turns of
-        // decisions that arrive together into one forward pass.
-        let index = classifier.prepare(&routes(10)).unwrap();
-        let history = format!("{kind}-concurrent");
-        index.classify(&conversation(6, &history, "warming the history")).unwrap();
-        println!("\n{kind}: concurrent decisions (6 turns, 10 routes, warm)");
-        println!("| threads | p50 ms | p99 ms | decisions/s |");
-        println!("|---:|---:|---:|---:|");
-        for threads in [1, 4, 16] {
-            let per_thread = decisions.max(threads * 4) / threads;
-            let started = Instant::now();
-            let mut samples: Vec<Duration> = std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..threads)
-                    .map(|t| {
-                        let (index, history) = (Arc::clone(&index), history.clone());
-                        scope.spawn(move || {
-                            (0..per_thread)
-                                .map(|i| {
-                                    let conversation = conversation(6, &history, &new_turn(&format!("{history}-{threads}-{t}"), i));
-                                    let started = Instant::now();
-                                    std::hint::black_box(index.classify(&conversation).unwrap());
-                                    started.elapsed()
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                handles.into_iter().flat_map(|handle| handle.join().unwrap()).collect()
-            });
-            let elapsed = started.elapsed();
-            samples.sort();
+        if part("grid") {
+            grid(classifier.as_ref(), kind, decisions);
+        }
+        if part("concurrent") {
+            concurrent(classifier.as_ref(), kind, decisions);
+        }
+    }
+    if part("throughput") {
+        throughput(&shared.expect("the encoder was loaded"), decisions);
+    }
+}
+
+/// The warm new turn (6 turns, 10 routes) after an idle gap.
+fn idle_gaps(classifier: &dyn Classifier, decisions: usize) {
+    let index = classifier.prepare(&routes(10)).unwrap();
+    let history = "idle-gaps";
+    index.classify(&conversation(6, history, "warming the history")).unwrap();
+    println!("\nmoe: warm new turn after an idle gap (6 turns, 10 routes)");
+    println!("| idle gap ms | p50 ms | p99 ms |");
+    println!("|---:|---:|---:|");
+    for gap in [0, 10, 50, 200] {
+        let mut samples: Vec<Duration> = (0..decisions)
+            .map(|i| {
+                std::thread::sleep(Duration::from_millis(gap));
+                let conversation = conversation(6, history, &new_turn(&format!("{history}-{gap}"), i));
+                let started = Instant::now();
+                std::hint::black_box(index.classify(&conversation).unwrap());
+                started.elapsed()
+            })
+            .collect();
+        samples.sort();
+        println!("| {gap} | {:.2} | {:.2} |", ms(percentile(&samples, 0.5)), ms(percentile(&samples, 0.99)));
+    }
+}
+
+/// Decision latency by conversation length and route count, cold and warm.
+fn grid(classifier: &dyn Classifier, kind: &str, decisions: usize) {
+    println!("\n{kind}: p50 / p99 ms per decision");
+    println!("| turns | routes | cold p50 | cold p99 | warm p50 | warm p99 |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for turns in [1, 6, 20] {
+        for route_count in [4, 10, 30] {
+            let index = classifier.prepare(&routes(route_count)).unwrap();
+            // Warm-up: the first pass at a shape costs more.
+            index.classify(&conversation(turns, "warm-up", "hello")).unwrap();
+            let mut cold: Vec<Duration> = (0..decisions)
+                .map(|i| {
+                    let tag = format!("{kind}-{turns}-{route_count}-cold-{i}");
+                    let conversation = conversation(turns, &tag, &new_turn(&tag, i));
+                    let started = Instant::now();
+                    std::hint::black_box(index.classify(&conversation).unwrap());
+                    started.elapsed()
+                })
+                .collect();
+            let history = format!("{kind}-{turns}-{route_count}-warm");
+            index.classify(&conversation(turns, &history, "warming the history")).unwrap();
+            let mut warm: Vec<Duration> = (0..decisions)
+                .map(|i| {
+                    let conversation = conversation(turns, &history, &new_turn(&history, i));
+                    let started = Instant::now();
+                    std::hint::black_box(index.classify(&conversation).unwrap());
+                    started.elapsed()
+                })
+                .collect();
+            cold.sort();
+            warm.sort();
             println!(
-                "| {threads} | {:.2} | {:.2} | {:.0} |",
-                ms(percentile(&samples, 0.5)),
-                ms(percentile(&samples, 0.99)),
-                samples.len() as f64 / elapsed.as_secs_f64(),
+                "| {turns} | {route_count} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                ms(percentile(&cold, 0.5)),
+                ms(percentile(&cold, 0.99)),
+                ms(percentile(&warm, 0.5)),
+                ms(percentile(&warm, 0.99)),
             );
         }
     }
-    // Encoder throughput: unique 30-token texts, `batch` per call.
-    let encoder = shared.expect("the encoder was loaded");
+}
+
+/// Concurrent decisions: the encoder batches the new turns of decisions
+/// that arrive together into one forward pass.
+fn concurrent(classifier: &dyn Classifier, kind: &str, decisions: usize) {
+    let index = classifier.prepare(&routes(10)).unwrap();
+    let history = format!("{kind}-concurrent");
+    index.classify(&conversation(6, &history, "warming the history")).unwrap();
+    println!("\n{kind}: concurrent decisions (6 turns, 10 routes, warm)");
+    println!("| threads | p50 ms | p99 ms | decisions/s |");
+    println!("|---:|---:|---:|---:|");
+    for threads in [1, 4, 16] {
+        let per_thread = decisions.max(threads * 4) / threads;
+        let started = Instant::now();
+        let mut samples: Vec<Duration> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (index, history) = (Arc::clone(&index), history.clone());
+                    scope.spawn(move || {
+                        (0..per_thread)
+                            .map(|i| {
+                                let conversation = conversation(6, &history, &new_turn(&format!("{history}-{threads}-{t}"), i));
+                                let started = Instant::now();
+                                std::hint::black_box(index.classify(&conversation).unwrap());
+                                started.elapsed()
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|handle| handle.join().unwrap()).collect()
+        });
+        let elapsed = started.elapsed();
+        samples.sort();
+        println!(
+            "| {threads} | {:.2} | {:.2} | {:.0} |",
+            ms(percentile(&samples, 0.5)),
+            ms(percentile(&samples, 0.99)),
+            samples.len() as f64 / elapsed.as_secs_f64(),
+        );
+    }
+}
+
+/// Encoder throughput: unique 30-token texts, `batch` per call.
+fn throughput(encoder: &Encoder, decisions: usize) {
     println!("\nencoder throughput (unique texts, no cache hits)");
     println!("| batch | tokens per text | tokens/s | ms per call |");
     println!("|---:|---:|---:|---:|");

@@ -19,6 +19,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use switchyard_config::Config;
 
+/// mimalloc rather than the system allocator: a forward pass of the encoder
+/// allocates and frees hundreds of tensors, and with glibc's malloc a warm
+/// new-turn decision took ~30% longer (BENCHMARKS.md, "Classifier figures").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, about = "An OpenAI-compatible LLM router")]
 struct Cli {
