@@ -34,15 +34,15 @@ fn push(window: &mut VecDeque<Duration>, sample: Duration) {
     window.push_back(sample);
 }
 
-/// Nearest-rank percentile (`q` in 0..=1) of unsorted samples.
-fn percentile(samples: &VecDeque<Duration>, q: f64) -> Option<Duration> {
-    if samples.is_empty() {
-        return None;
-    }
+/// Nearest-rank p50 and p95 of unsorted samples (one sort for both).
+fn p50_p95(samples: &VecDeque<Duration>) -> (Option<Duration>, Option<Duration>) {
     let mut sorted: Vec<Duration> = samples.iter().copied().collect();
     sorted.sort_unstable();
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted.get(rank - 1).copied()
+    let at = |q: f64| {
+        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+        sorted.get(rank - 1).copied()
+    };
+    (at(0.5), at(0.95))
 }
 
 impl LatencyTracker {
@@ -66,13 +66,17 @@ impl LatencyTracker {
 
     /// The current estimates of one model.
     pub fn model(&self, model: &str) -> Option<ModelLatency> {
-        self.models.get(model).map(|entry| ModelLatency {
-            ttft: Duration::from_secs_f64(entry.ewma_secs),
-            ttft_p50: percentile(&entry.ttft, 0.5),
-            ttft_p95: percentile(&entry.ttft, 0.95),
-            latency_p50: percentile(&entry.total, 0.5),
-            latency_p95: percentile(&entry.total, 0.95),
-            samples: entry.samples,
+        self.models.get(model).map(|entry| {
+            let (ttft_p50, ttft_p95) = p50_p95(&entry.ttft);
+            let (latency_p50, latency_p95) = p50_p95(&entry.total);
+            ModelLatency {
+                ttft: Duration::from_secs_f64(entry.ewma_secs),
+                ttft_p50,
+                ttft_p95,
+                latency_p50,
+                latency_p95,
+                samples: entry.samples,
+            }
         })
     }
 
