@@ -20,8 +20,9 @@ use clap::{Parser, Subcommand};
 use switchyard_config::Config;
 
 /// mimalloc rather than the system allocator: a forward pass of the encoder
-/// allocates and frees hundreds of tensors, and with glibc's malloc a warm
-/// new-turn decision took ~30% longer (BENCHMARKS.md, "Classifier figures").
+/// allocates and frees hundreds of tensors; with glibc's malloc a warm new
+/// turn took 15-18 ms back to back, with mimalloc 10-13 ms (BENCHMARKS.md,
+/// "Classifier figures").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
