@@ -29,7 +29,8 @@ use crate::types::{Command, CommandResponse, Member, NodeId, Raft};
 /// session's first turn by this much, never fails it.
 pub const WRITE_DEADLINE: Duration = Duration::from_secs(3);
 /// How long a read that missed locally waits for the leader's confirmation
-/// before the local miss stands.
+/// (and, on a node that does not know a leader yet, such as one just
+/// restarted, for one to be known) before the local miss stands.
 pub const READ_DEADLINE: Duration = Duration::from_secs(1);
 /// How long a membership change may take (the new node catches up first).
 pub const MEMBERSHIP_DEADLINE: Duration = Duration::from_secs(60);
@@ -416,7 +417,30 @@ impl Shared {
             .map_err(|_| ClusterError::NoLeader)?
     }
 
+    /// Retries until a leader answers (the caller bounds it): a node that
+    /// restarted serves requests before its first heartbeat tells it who
+    /// leads, and its own state misses every pin written while it was down.
+    /// Seen in the fault test: a turn routed to the restarted node 80 ms
+    /// after its start found no leader, and its local miss stood.
     async fn linearizable_pin_now(&self, key: &PinKey, now: SystemTime) -> Result<Option<Pin>, ClusterError> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            match self.linearizable_pin_once(key, now).await {
+                Err(ClusterError::NoLeader | ClusterError::Peer(_)) => {
+                    // Wait for news (a leader learnt, a term changed), with a
+                    // floor so a flapping peer is not hammered.
+                    let pause = tokio::time::sleep(Duration::from_millis(20));
+                    let (changed, ()) = tokio::join!(metrics.changed(), pause);
+                    if changed.is_err() {
+                        return Err(ClusterError::NoLeader);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn linearizable_pin_once(&self, key: &PinKey, now: SystemTime) -> Result<Option<Pin>, ClusterError> {
         match self.raft.ensure_linearizable().await {
             Ok(_) => Ok(self.local_pin(key, now)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {

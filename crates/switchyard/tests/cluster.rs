@@ -252,8 +252,16 @@ async fn pins_survive_leader_loss_restarts_and_membership_changes() {
     }
 
     // The killed node comes back and catches up from the log (the leader
-    // keeps the entries a lagging replica still needs).
+    // keeps the entries a lagging replica still needs). It serves as soon as
+    // it listens, before it has heard from the leader or caught up: its
+    // local misses must be confirmed by the leader, so the pins written
+    // while it was down are hits from its first request on (the fault test
+    // once caught a restarted node routing such a turn unpinned).
     cluster.start(leader);
+    cluster
+        .wait_for("the restarted node to listen", START_DEADLINE, async |cluster| cluster.status(leader).await.is_some())
+        .await;
+    cluster.assert_pins(leader, &pins).await;
     let everyone = [1, 2, 3];
     cluster.wait_for_leader(&everyone).await;
     cluster.wait_caught_up(&everyone, new_leader).await;
