@@ -136,17 +136,26 @@ fn quota(limit: RateLimit) -> Quota {
     Quota::per_minute(per_minute).allow_burst(burst)
 }
 
+/// The token of an `Authorization: Bearer <token>` header; the scheme's
+/// case does not matter (RFC 9110, 11.1). Shared by client keys and the
+/// admin key, so both read the header the same way.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// The key a client presented: `Authorization: Bearer <key>` (OpenAI
 /// SDKs) or `x-api-key: <key>` (Anthropic SDKs).
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")));
-    bearer
-        .or_else(|| headers.get("x-api-key").and_then(|value| value.to_str().ok()))
-        .map(str::trim)
-        .filter(|key| !key.is_empty())
+    bearer_token(headers).or_else(|| {
+        headers
+            .get("x-api-key")
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+    })
 }
 
 /// The middleware in front of the public API (see the module docs).
@@ -220,6 +229,17 @@ mod tests {
         assert_eq!(presented_key(&headers("authorization", "Basic abc")), None);
         assert_eq!(presented_key(&headers("authorization", "Bearer  ")), None);
         assert_eq!(presented_key(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case_and_an_empty_token_is_none() {
+        assert_eq!(bearer_token(&headers("authorization", "bearer sk-1")), Some("sk-1"));
+        assert_eq!(bearer_token(&headers("authorization", "BEARER  sk-1 ")), Some("sk-1"));
+        assert_eq!(bearer_token(&headers("authorization", "Bearer")), None);
+        assert_eq!(bearer_token(&headers("authorization", "Bearer   ")), None);
+        assert_eq!(bearer_token(&headers("authorization", "Token sk-1")), None);
+        // x-api-key is a client-key header only.
+        assert_eq!(bearer_token(&headers("x-api-key", "sk-2")), None);
     }
 
     #[tokio::test]

@@ -727,12 +727,9 @@ pub(crate) fn check_admin(
 ) -> Result<(), IngressError> {
     match admin {
         Some(admin) => {
-            let presented = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.strip_prefix("Bearer "));
             // Hashes compared in full: timing says nothing of the key.
-            let matches = presented.is_some_and(|presented| admin.matches(&switchyard_config::KeyHash::of(presented.trim())));
+            let matches = crate::admission::bearer_token(headers)
+                .is_some_and(|presented| admin.matches(&switchyard_config::KeyHash::of(presented)));
             if matches { Ok(()) } else { Err(IngressError::AdminForbidden) }
         }
         None if peer.ip().is_loopback() => Ok(()),
