@@ -31,15 +31,8 @@ enum Command {
         /// Measured seconds.
         #[arg(long, default_value_t = 5.0)]
         duration: f64,
-        /// Seconds at the same rate before measuring.
-        #[arg(long, default_value_t = 1.0)]
-        warmup: f64,
-        /// Connections (= workers; the most requests in flight).
-        #[arg(long, default_value_t = 64)]
-        connections: usize,
-        /// Per-request timeout in seconds.
-        #[arg(long, default_value_t = 2.0)]
-        timeout: f64,
+        #[command(flatten)]
+        shape: Shape,
         /// `Name: value`, repeatable; `{n}` in a value becomes a token unique
         /// to each request.
         #[arg(long = "header")]
@@ -68,14 +61,8 @@ enum Command {
         /// Measured seconds per step.
         #[arg(long, default_value_t = 3.0)]
         step: f64,
-        /// Warm-up seconds before each step.
-        #[arg(long, default_value_t = 1.0)]
-        warmup: f64,
-        #[arg(long, default_value_t = 64)]
-        connections: usize,
-        /// Per-request timeout in seconds.
-        #[arg(long, default_value_t = 2.0)]
-        timeout: f64,
+        #[command(flatten)]
+        shape: Shape,
         /// Bisections after bracketing the highest sustained rate.
         #[arg(long, default_value_t = 2)]
         bisections: usize,
@@ -91,6 +78,20 @@ enum Command {
     },
 }
 
+/// What every load shares: `load` once, `suite` for each of its steps.
+#[derive(Debug, clap::Args)]
+struct Shape {
+    /// Seconds at the same rate before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Connections (= workers; the most requests in flight).
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    timeout: f64,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Args::parse().command {
@@ -98,9 +99,7 @@ async fn main() -> anyhow::Result<()> {
             urls,
             rate,
             duration,
-            warmup,
-            connections,
-            timeout,
+            shape: Shape { warmup, connections, timeout },
             headers,
             body,
             expect_header,
@@ -146,9 +145,7 @@ async fn main() -> anyhow::Result<()> {
             rounds,
             p99_budget_ms,
             step,
-            warmup,
-            connections,
-            timeout,
+            shape: Shape { warmup, connections, timeout },
             bisections,
             max_rate,
             rates,

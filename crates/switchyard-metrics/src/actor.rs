@@ -152,7 +152,8 @@ impl MetricsState {
 
     /// Publishes the measurements of models seen since the last time, now
     /// or (at most [`LATENCY_PUBLISH_INTERVAL`] later) by a message to itself.
-    fn measured_latency(&mut self, model: &str, myself: &ActorRef<MetricsMsg>) {
+    /// Returns whether it published now.
+    fn measured_latency(&mut self, model: &str, myself: &ActorRef<MetricsMsg>) -> bool {
         let first = !self.measured.contains_key(model);
         self.unpublished.insert(model.to_owned());
         let since = self.latency_published.map(|at| at.elapsed());
@@ -162,8 +163,12 @@ impl MetricsState {
                     self.latency_scheduled = true;
                     myself.send_after(LATENCY_PUBLISH_INTERVAL - since, || MetricsMsg::PublishLatency);
                 }
+                false
             }
-            _ => self.publish_measured(),
+            _ => {
+                self.publish_measured();
+                true
+            }
         }
     }
 
@@ -309,11 +314,13 @@ impl Actor for MetricsCollector {
             MetricsMsg::Outcome(outcome) => {
                 state.metrics.record_outcome(&outcome);
                 let health_changed = state.record_health(&outcome, &myself);
+                let mut published = false;
                 if let (Some(model), Some(ttft)) = (&outcome.model, outcome.ttft) {
                     state.latency.observe(model, ttft, outcome.total);
-                    state.measured_latency(model, &myself);
+                    published = state.measured_latency(model, &myself);
                 }
-                if health_changed {
+                // A latency publication carried the health change with it.
+                if health_changed && !published {
                     state.publish();
                 }
             }
