@@ -21,7 +21,9 @@ use crate::EncoderError;
 const QUEUE_DEPTH: usize = 1024;
 
 /// A model that turns token-id sequences into vectors, batch by batch.
-pub trait BatchModel: Send + 'static {
+/// It lives on the encoder thread: one that cannot move between threads
+/// (the CPU encoder's kernels) is built there, by [`Batcher::start_with`].
+pub trait BatchModel: 'static {
     fn encode_batch(&self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EncoderError>;
 
     /// Work done on the encoder thread before the first job (compiling
@@ -68,15 +70,37 @@ impl Pending {
 impl Batcher {
     /// Starts the encoder thread; it stops when every handle is dropped.
     pub fn start(
-        model: impl BatchModel,
+        model: impl BatchModel + Send,
+        max_batch: usize,
+        max_wait: Duration,
+    ) -> Result<Batcher, EncoderError> {
+        Batcher::start_with(move || Ok(model), max_batch, max_wait)
+    }
+
+    /// Starts the encoder thread and builds the model on it; returns once
+    /// the model is built, with `build`'s error if it failed.
+    pub fn start_with<M: BatchModel>(
+        build: impl FnOnce() -> Result<M, EncoderError> + Send + 'static,
         max_batch: usize,
         max_wait: Duration,
     ) -> Result<Batcher, EncoderError> {
         let (jobs, queue) = mpsc::sync_channel::<Vec<Job>>(QUEUE_DEPTH);
+        let (built, outcome) = mpsc::sync_channel::<Result<(), EncoderError>>(1);
         std::thread::Builder::new()
             .name("switchyard-encoder".to_owned())
-            .spawn(move || run(&model, &queue, max_batch.max(1), max_wait))
+            .spawn(move || match build() {
+                Ok(model) => {
+                    // The caller may have stopped waiting; the thread then
+                    // ends with the queue.
+                    let _ = built.send(Ok(()));
+                    run(&model, &queue, max_batch.max(1), max_wait);
+                }
+                Err(err) => {
+                    let _ = built.send(Err(err));
+                }
+            })
             .map_err(|err| EncoderError::Thread(err.to_string()))?;
+        outcome.recv().map_err(|_| EncoderError::Stopped)??;
         Ok(Batcher { jobs })
     }
 

@@ -1,20 +1,24 @@
 //! The sentence encoder behind the learned classifiers.
 //!
 //! Sits inside the classifier stage: it turns messages and route
-//! descriptions into 384-dimensional unit vectors with all-MiniLM-L6-v2,
-//! written in burn (CPU by default, CUDA behind the `cuda` feature).
+//! descriptions into 384-dimensional unit vectors with all-MiniLM-L6-v2:
+//! on the CPU (the default) in plain Rust over rten's kernels, 8-bit by
+//! default; on an NVIDIA GPU (the `cuda` feature) in burn.
 //!
 //! # Layout
 //! - [`files`]: finding and checksumming the weights fetched by `models/fetch.sh`.
 //! - [`tokenize`]: the model's own tokenizer, and truncation that keeps a
 //!   long message's start and end.
-//! - [`minilm`]: the BERT encoder itself.
+//! - [`cpu`]: the encoder on the CPU (int8 or f32 products).
+//! - [`minilm`]: the encoder in burn: the GPU path, and the reference the
+//!   CPU path is tested against.
 //! - [`batcher`]: the encoder thread, batching jobs that arrive together.
 //! - [`Encoder`]: the facade the classifier uses, with a bounded LRU of
 //!   embeddings keyed by content hash, so a conversation's next turn encodes
 //!   only its new message.
 
 pub mod batcher;
+pub mod cpu;
 pub mod files;
 pub mod minilm;
 pub mod tokenize;
@@ -30,17 +34,20 @@ use std::time::Duration;
 use lru::LruCache;
 
 pub use batcher::{BatchModel, Batcher};
+pub use cpu::{CpuMiniLm, Precision};
 pub use files::{DEFAULT_MODEL_DIR, EncoderFiles, FETCH_COMMAND};
 pub use minilm::{HIDDEN, MiniLm, ShapeLimit};
 pub use tokenize::{TextTokenizer, keep_head_and_tail, recent_turns_within};
 
-/// burn's CPU backend for the encoder: `flex` measured faster than
+/// burn's CPU backend, for [`MiniLm`] on the CPU (tests and benchmarks:
+/// the node's CPU encoder is [`CpuMiniLm`]). `flex` measured faster than
 /// `ndarray`, and as fast as `ndarray` with OpenBLAS, which would need a
 /// system library (README, "Encoder benchmark").
 pub type CpuBackend = burn::backend::Flex<f32>;
 
-/// How many blocks each encoder layer is cut into on the CPU
-/// ([`MiniLm::load_in_blocks`]).
+/// How many blocks each layer of burn's encoder is cut into on the CPU
+/// ([`MiniLm::load_in_blocks`]); the setting the node used before
+/// [`CpuMiniLm`], kept for the benchmark that compares them.
 ///
 /// burn's CPU matmul keeps a small product on one core, and the products of
 /// one message (a few dozen rows) are small. Cut into blocks that rayon
@@ -66,6 +73,8 @@ pub enum EncoderError {
     },
     #[error("encoder weights: {0}")]
     Weights(String),
+    #[error("encoder computation: {0}")]
+    Compute(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("a sequence of {tokens} tokens exceeds the encoder's 512 positions")]
@@ -100,9 +109,8 @@ pub struct EncoderSettings {
     /// Longest model input per message, `[CLS]` and `[SEP]` included
     /// (all-MiniLM-L6-v2 was trained on 256).
     pub max_message_tokens: usize,
-    /// Column blocks per Linear on the CPU; `None` picks
-    /// [`cpu_weight_blocks`] for this machine, `Some(1)` keeps whole weights.
-    pub weight_blocks: Option<usize>,
+    /// How the CPU encoder multiplies (the GPU always runs f32).
+    pub precision: Precision,
 }
 
 impl Default for EncoderSettings {
@@ -114,7 +122,7 @@ impl Default for EncoderSettings {
             max_wait: Duration::from_millis(2),
             cache_entries: 20_000,
             max_message_tokens: 256,
-            weight_blocks: None,
+            precision: Precision::default(),
         }
     }
 }
@@ -177,10 +185,15 @@ impl Encoder {
         let tokenizer = TextTokenizer::from_file(&files.tokenizer_path)?;
         let batcher = match settings.device {
             Device::Cpu => {
-                let device = Default::default();
-                let blocks = settings.weight_blocks.unwrap_or_else(cpu_weight_blocks);
-                let model = MiniLm::<CpuBackend>::load_in_blocks(&files.model, &device, blocks)?;
-                Batcher::start(model, settings.max_batch, settings.max_wait)?
+                // Its kernels stay on one thread: built on the encoder's.
+                let precision = settings.precision;
+                let weights = files.model;
+                let build = move || {
+                    let model = CpuMiniLm::load(&weights, precision)?;
+                    tracing::info!(precision = precision.as_str(), kernels = %model.kernels(), "CPU encoder loaded");
+                    Ok(model)
+                };
+                Batcher::start_with(build, settings.max_batch, settings.max_wait)?
             }
             #[cfg(feature = "cuda")]
             Device::Cuda => {

@@ -15,11 +15,11 @@ use crate::EncoderError;
 
 /// Width of the sentence vectors.
 pub const HIDDEN: usize = 384;
-const HEADS: usize = 12;
-const HEAD_DIM: usize = HIDDEN / HEADS;
-const FEED_FORWARD: usize = 4 * HIDDEN;
-const LAYERS: usize = 6;
-const LAYER_NORM_EPS: f64 = 1e-12;
+pub(crate) const HEADS: usize = 12;
+pub(crate) const HEAD_DIM: usize = HIDDEN / HEADS;
+pub(crate) const FEED_FORWARD: usize = 4 * HIDDEN;
+pub(crate) const LAYERS: usize = 6;
+pub(crate) const LAYER_NORM_EPS: f64 = 1e-12;
 /// Positions the model was trained with.
 pub const MAX_POSITIONS: usize = 512;
 /// Added to attention scores of padding positions: softmax sends them to 0.
@@ -143,12 +143,7 @@ impl<B: Backend> Layer<B> {
 /// microseconds where a tensor `select` over the 47 MB table cost
 /// milliseconds per request.
 pub struct MiniLm<B: Backend> {
-    /// `[VOCAB, HIDDEN]`, row-major.
-    word_embeddings: Vec<f32>,
-    /// `[MAX_POSITIONS, HIDDEN]`, row-major.
-    position_embeddings: Vec<f32>,
-    /// Row 0 of the token-type table: every token is segment A.
-    token_type: Vec<f32>,
+    embeddings: Embeddings,
     embedding_norm: LayerNorm<B>,
     layers: Vec<Layer<B>>,
     device: B::Device,
@@ -189,8 +184,49 @@ impl<B: Backend> std::fmt::Debug for MiniLm<B> {
 /// Size of the vocabulary (rows of the word-embedding table).
 const VOCAB: usize = 30522;
 
+/// The embedding tables, in host memory: a token's input vector is its
+/// word's row plus its position's row plus segment A's row.
+pub(crate) struct Embeddings {
+    /// `[VOCAB, HIDDEN]`, row-major.
+    word: Vec<f32>,
+    /// `[MAX_POSITIONS, HIDDEN]`, row-major.
+    position: Vec<f32>,
+    /// Row 0 of the token-type table: every token is segment A.
+    token_type: Vec<f32>,
+}
+
+impl Embeddings {
+    pub(crate) fn read(weights: &SafeTensors<'_>) -> Result<Embeddings, EncoderError> {
+        let mut token_type = read_values(weights, "embeddings.token_type_embeddings.weight", &[2, HIDDEN])?;
+        token_type.truncate(HIDDEN);
+        Ok(Embeddings {
+            word: read_values(weights, "embeddings.word_embeddings.weight", &[VOCAB, HIDDEN])?,
+            position: read_values(weights, "embeddings.position_embeddings.weight", &[MAX_POSITIONS, HIDDEN])?,
+            token_type,
+        })
+    }
+
+    /// Writes the input vector of token `id` at `position` into `out`
+    /// (`HIDDEN` long).
+    pub(crate) fn gather(&self, id: u32, position: usize, out: &mut [f32]) -> Result<(), EncoderError> {
+        let id = id as usize;
+        if id >= VOCAB {
+            return Err(EncoderError::Tokenizer(format!("token id {id} is outside the vocabulary")));
+        }
+        if position >= MAX_POSITIONS {
+            return Err(EncoderError::TooLong { tokens: position + 1 });
+        }
+        let word = &self.word[id * HIDDEN..(id + 1) * HIDDEN];
+        let place = &self.position[position * HIDDEN..(position + 1) * HIDDEN];
+        for (((value, w), p), t) in out.iter_mut().zip(word).zip(place).zip(&self.token_type) {
+            *value = w + p + t;
+        }
+        Ok(())
+    }
+}
+
 /// Reads one f32 tensor's values, checking its shape.
-fn read_values(
+pub(crate) fn read_values(
     weights: &SafeTensors<'_>,
     name: &str,
     shape: &[usize],
@@ -276,16 +312,6 @@ impl<B: Backend> MiniLm<B> {
     pub fn load_in_blocks(bytes: &[u8], device: &B::Device, blocks: usize) -> Result<MiniLm<B>, EncoderError> {
         let weights = SafeTensors::deserialize(bytes)
             .map_err(|err| EncoderError::Weights(format!("not a safetensors file: {err}")))?;
-        let word_embeddings =
-            read_values(&weights, "embeddings.word_embeddings.weight", &[VOCAB, HIDDEN])?;
-        let position_embeddings = read_values(
-            &weights,
-            "embeddings.position_embeddings.weight",
-            &[MAX_POSITIONS, HIDDEN],
-        )?;
-        let mut token_type =
-            read_values(&weights, "embeddings.token_type_embeddings.weight", &[2, HIDDEN])?;
-        token_type.truncate(HIDDEN);
         let groups = largest_divisor_at_most(HEADS, blocks);
         let heads = HEADS / groups;
         let head_width = heads * HEAD_DIM;
@@ -340,9 +366,7 @@ impl<B: Backend> MiniLm<B> {
             });
         }
         Ok(MiniLm {
-            word_embeddings,
-            position_embeddings,
-            token_type,
+            embeddings: Embeddings::read(&weights)?,
             embedding_norm: layer_norm(&weights, "embeddings.LayerNorm", device)?,
             layers,
             device: device.clone(),
@@ -418,15 +442,7 @@ impl<B: Backend> MiniLm<B> {
                     mask.push(0.0_f32);
                     continue;
                 };
-                let id = id as usize;
-                if id >= VOCAB {
-                    return Err(EncoderError::Tokenizer(format!("token id {id} is outside the vocabulary")));
-                }
-                let word = &self.word_embeddings[id * HIDDEN..(id + 1) * HIDDEN];
-                let place = &self.position_embeddings[position * HIDDEN..(position + 1) * HIDDEN];
-                for (((value, w), p), t) in slot.iter_mut().zip(word).zip(place).zip(&self.token_type) {
-                    *value = w + p + t;
-                }
+                self.embeddings.gather(id, position, slot)?;
                 mask.push(1.0);
             }
         }
