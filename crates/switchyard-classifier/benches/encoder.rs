@@ -17,9 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor};
 use switchyard_classifier::{Classifier, EmbeddingClassifier, RouteSpec};
-use switchyard_encoder::{CpuBackend, Device, Encoder, EncoderFiles, EncoderSettings, MiniLm, TextTokenizer, cpu_weight_blocks};
+use switchyard_encoder::{
+    CpuBackend, CpuMiniLm, Device, Encoder, EncoderFiles, EncoderSettings, MiniLm, Precision, TextTokenizer,
+    cpu_weight_blocks,
+};
 use switchyard_types::{Conversation, Role, Turn};
 
 const HIDDEN: usize = 384;
@@ -65,83 +67,38 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
     )
 }
 
-/// The forward pass's matmuls alone, same shapes, random data made once
-/// outside the timing. Each layer has its own weights, as in the model: at
-/// small inputs the cost is streaming 42 MB of weights through the cache,
-/// and one shared set would sit in cache and flatter the floor.
-struct Matmuls<Bk: Backend> {
-    x: Tensor<Bk, 2>,
-    layers: Vec<[Tensor<Bk, 2>; 4]>,
-    heads: Tensor<Bk, 4>,
-}
-
-impl<Bk: Backend> Matmuls<Bk> {
-    fn new(batch: usize, seq: usize, device: &Bk::Device) -> Self {
-        let random = |shape: [usize; 2]| Tensor::<Bk, 2>::random(shape, Distribution::Default, device);
-        Matmuls {
-            x: random([batch * seq, HIDDEN]),
-            layers: (0..LAYERS)
-                .map(|_| {
-                    [
-                        random([HIDDEN, 3 * HIDDEN]),
-                        random([HIDDEN, HIDDEN]),
-                        random([HIDDEN, FFN]),
-                        random([FFN, HIDDEN]),
-                    ]
-                })
-                .collect(),
-            heads: Tensor::random([batch, 12, seq, 32], Distribution::Default, device),
-        }
-    }
-
-    fn run(&self) -> Vec<Tensor<Bk, 2>> {
-        let mut outputs = Vec::with_capacity(4 * LAYERS);
-        for [qkv, out, up, down] in &self.layers {
-            outputs.push(self.x.clone().matmul(qkv.clone()));
-            outputs.push(self.x.clone().matmul(out.clone()));
-            outputs.push(self.x.clone().matmul(up.clone()).matmul(down.clone()));
-            let scores = self.heads.clone().matmul(self.heads.clone().swap_dims(2, 3));
-            let context = scores.matmul(self.heads.clone());
-            outputs.push(context.reshape([0, -1]).slice([0..1, 0..1]));
-        }
-        // Reading one value forces lazy backends to finish the work.
-        for output in &outputs {
-            std::hint::black_box(output.clone().slice([0..1, 0..1]).into_data());
-        }
-        outputs
-    }
-}
-
-fn forward_table<Bk: Backend>(name: &str, blocks: usize, files: &EncoderFiles, words: &[u32]) {
-    let device = Default::default();
-    let model = MiniLm::<Bk>::load_in_blocks(&files.model, &device, blocks).unwrap();
-    println!("backend {name}:");
+fn forward_table(name: &str, words: &[u32], encode: impl Fn(&[Vec<u32>]) -> Vec<Vec<f32>>) {
+    println!("{name}:");
     println!(
-        "{:>6} {:>6} {:>12} {:>12} {:>14} {:>16} {:>8}",
-        "batch", "tokens", "median ms", "tokens/s", "model GFLOP/s", "matmul GFLOP/s", "ratio"
+        "{:>6} {:>6} {:>12} {:>12} {:>14}",
+        "batch", "tokens", "median ms", "tokens/s", "model GFLOP/s"
     );
     for batch in [1usize, 8] {
         for seq in [8usize, 32, 128, 256] {
             let sequence: Vec<u32> = words.iter().copied().cycle().take(seq).collect();
             let inputs = vec![sequence; batch];
             let runs = if batch * seq >= 1024 { 5 } else { 15 };
-            let forward = time(runs, || model.encode(&inputs).unwrap());
-            let matmuls = Matmuls::<Bk>::new(batch, seq, &device);
-            let matmul = time(runs, || matmuls.run());
+            let forward = time(runs, || encode(&inputs));
             let flops = forward_flops(seq) * batch as f64;
-            let model_gflops = flops / forward.as_secs_f64() / 1e9;
-            let matmul_gflops = flops / matmul.as_secs_f64() / 1e9;
             println!(
-                "{batch:>6} {seq:>6} {:>12.2} {:>12.0} {:>14.1} {:>16.1} {:>8.2}",
+                "{batch:>6} {seq:>6} {:>12.2} {:>12.0} {:>14.1}",
                 forward.as_secs_f64() * 1e3,
                 (batch * seq) as f64 / forward.as_secs_f64(),
-                model_gflops,
-                matmul_gflops,
-                model_gflops / matmul_gflops,
+                flops / forward.as_secs_f64() / 1e9,
             );
         }
     }
     println!();
+}
+
+fn burn_table<Bk: Backend>(name: &str, blocks: usize, files: &EncoderFiles, words: &[u32]) {
+    let model = MiniLm::<Bk>::load_in_blocks(&files.model, &Default::default(), blocks).unwrap();
+    forward_table(name, words, |inputs| model.encode(inputs).unwrap());
+}
+
+fn cpu_table(name: &str, precision: Precision, files: &EncoderFiles, words: &[u32]) {
+    let model = CpuMiniLm::load(&files.model, precision).unwrap();
+    forward_table(&format!("{name} [{}]", model.kernels()), words, |inputs| model.encode(inputs).unwrap());
 }
 
 fn main() {
@@ -164,29 +121,24 @@ fn main() {
     let decision = parts.split(',').any(|p| p == "decision");
     if cpu {
         if forward {
-            // Whole weights and weights in column blocks, side by side in
-            // one run: the machine is shared and noisy.
             let blocks = std::env::var("SWITCHYARD_BENCH_BLOCKS").ok().and_then(|b| b.parse().ok()).unwrap_or_else(cpu_weight_blocks);
-            forward_table::<CpuBackend>("flex, whole weights", 1, &files, &words);
-            forward_table::<CpuBackend>(
-                &format!("flex, layers in {blocks} parallel blocks (the node's CPU setting)"),
-                blocks,
-                &files,
-                &words,
-            );
+            cpu_table("cpu encoder, int8 (the node's default)", Precision::Int8, &files, &words);
+            cpu_table("cpu encoder, f32", Precision::F32, &files, &words);
+            burn_table::<CpuBackend>(&format!("burn flex, layers in {blocks} parallel blocks"), blocks, &files, &words);
+            burn_table::<CpuBackend>("burn flex, whole layers", 1, &files, &words);
         }
         if decision {
-            cached_decision("flex, whole weights", Some(1), &dir, Device::Cpu, &tokenizer);
-            cached_decision("flex, node setting", None, &dir, Device::Cpu, &tokenizer);
+            cached_decision("cpu int8", Precision::Int8, &dir, Device::Cpu, &tokenizer);
+            cached_decision("cpu f32", Precision::F32, &dir, Device::Cpu, &tokenizer);
         }
     }
     #[cfg(feature = "cuda")]
     if backends.split(',').any(|b| b == "cuda") {
         if forward {
-            forward_table::<burn::backend::Cuda<f32>>("cuda (first NVIDIA GPU)", 1, &files, &words);
+            burn_table::<burn::backend::Cuda<f32>>("burn cuda (first NVIDIA GPU)", 1, &files, &words);
         }
         if decision {
-            cached_decision("cuda", None, &dir, Device::Cuda, &tokenizer);
+            cached_decision("cuda", Precision::F32, &dir, Device::Cuda, &tokenizer);
         }
     }
 }
@@ -195,7 +147,7 @@ fn main() {
 /// turn goes through the encoder.
 fn cached_decision(
     label: &str,
-    weight_blocks: Option<usize>,
+    precision: Precision,
     dir: &std::path::Path,
     device: Device,
     tokenizer: &TextTokenizer,
@@ -204,7 +156,7 @@ fn cached_decision(
         Encoder::load(&EncoderSettings {
             model_dir: dir.to_path_buf(),
             device,
-            weight_blocks,
+            precision,
             ..EncoderSettings::default()
         })
         .unwrap(),

@@ -24,8 +24,8 @@ pub mod remote;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use switchyard_config::{ClassifierConfig, Config, EncoderBackend};
-use switchyard_encoder::{Device, Encoder, EncoderSettings};
+use switchyard_config::{ClassifierConfig, Config, EncoderBackend, EncoderPrecision};
+use switchyard_encoder::{Device, Encoder, EncoderSettings, Precision};
 use switchyard_types::{Conversation, OTHER_ROUTE, RouteDecision};
 
 /// Helpers shared by the classifiers' unit tests.
@@ -170,7 +170,10 @@ impl ClassifierSpec {
                 max_wait: config.max_wait,
                 cache_entries: config.cache_entries,
                 max_message_tokens: config.max_message_tokens,
-                weight_blocks: None,
+                precision: match config.precision {
+                    EncoderPrecision::Int8 => Precision::Int8,
+                    EncoderPrecision::F32 => Precision::F32,
+                },
             },
             context_tokens: config.context_tokens,
             head_dir: config.head_dir.clone(),

@@ -20,7 +20,7 @@ mod validate;
 
 pub use model::{
     AuthConfig, ClientKey, KeyHash, LimitsConfig, RateLimit,
-    AffinityConfig, ClassifierConfig, ClusterConfig, Config, DecisionsConfig, DemoMode, DispatchConfig, EncoderBackend, HealthConfig,
+    AffinityConfig, ClassifierConfig, ClusterConfig, Config, DecisionsConfig, DemoMode, DispatchConfig, EncoderBackend, EncoderPrecision, HealthConfig,
     ImplicitSessions, LatencySource, Model, PeerConfig, Price, PricingConfig, Provider, ProviderKind, RemoteClassifierConfig, Roles, Router,
     Secret, SelectionPolicy, ServerConfig, SignalsConfig, Task,
 };

@@ -236,11 +236,21 @@ pub enum EncoderBackend {
     Cuda,
 }
 
+/// How the CPU encoder multiplies (`classifier.precision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncoderPrecision {
+    /// 8-bit weights and activations (the CPU default).
+    Int8,
+    /// The published f32 weights (the only choice on CUDA).
+    F32,
+}
+
 #[derive(Debug, Clone)]
 pub struct ClassifierConfig {
     pub kind: String,
     pub workers: usize,
     pub backend: EncoderBackend,
+    pub precision: EncoderPrecision,
     pub model_dir: PathBuf,
     pub head_dir: PathBuf,
     pub max_batch: usize,

@@ -223,6 +223,9 @@ pub struct RawClassifier {
     pub other_threshold: Option<f32>,
     /// Where the encoder runs: `cpu` (default) or `cuda`.
     pub backend: Option<String>,
+    /// How the CPU encoder multiplies: `int8` (default on the CPU) or
+    /// `f32` (the only choice with `cuda`).
+    pub precision: Option<String>,
     /// Directory of the encoder's files (fetched by `models/fetch.sh`).
     pub model_dir: Option<String>,
     /// Directory of the trained MoE head (`moe`; made by `switchyard train`).

@@ -9,7 +9,7 @@ use switchyard_types::OTHER_ROUTE;
 
 use crate::ConfigError;
 use crate::model::{
-    AffinityConfig, ClassifierConfig, ClusterConfig, Config, DecisionsConfig, DemoMode, DispatchConfig, EncoderBackend, HealthConfig,
+    AffinityConfig, ClassifierConfig, ClusterConfig, Config, DecisionsConfig, DemoMode, DispatchConfig, EncoderBackend, EncoderPrecision, HealthConfig,
     ImplicitSessions, LatencySource, Model, PeerConfig, Price, PricingConfig, Provider, ProviderKind, RemoteClassifierConfig, Roles, Router,
     Secret, SelectionPolicy, ServerConfig, SignalsConfig, Task, AuthConfig, ClientKey, KeyHash, LimitsConfig, RateLimit,
 };
@@ -879,6 +879,22 @@ fn classifier(raw: &RawConfig) -> Result<ClassifierConfig, ConfigError> {
             ));
         }
     };
+    let precision = match (raw.classifier.precision.as_deref(), backend) {
+        (None, EncoderBackend::Cpu) | (Some("int8"), EncoderBackend::Cpu) => EncoderPrecision::Int8,
+        (None | Some("f32"), _) => EncoderPrecision::F32,
+        (Some("int8"), EncoderBackend::Cuda) => {
+            return Err(ConfigError::invalid(
+                "classifier.precision",
+                "int8 runs on the CPU encoder only; use f32 (the default) with backend cuda",
+            ));
+        }
+        (Some(other), _) => {
+            return Err(ConfigError::invalid(
+                "classifier.precision",
+                format!("unknown precision `{other}`; expected int8 or f32"),
+            ));
+        }
+    };
     let max_message_tokens = positive(
         raw.classifier.max_message_tokens.map(|n| n as u64),
         256,
@@ -895,6 +911,7 @@ fn classifier(raw: &RawConfig) -> Result<ClassifierConfig, ConfigError> {
         workers,
         other_threshold,
         backend,
+        precision,
         model_dir: PathBuf::from(
             raw.classifier
                 .model_dir
@@ -970,6 +987,25 @@ routers:
 
     fn refusal(yaml: &str) -> String {
         load(yaml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn encoder_precision_defaults_per_backend_and_int8_is_cpu_only() {
+        use crate::{EncoderBackend, EncoderPrecision};
+        let with = |classifier: &str| format!("{VALID}classifier:\n{classifier}");
+        let config = load(VALID).unwrap();
+        assert_eq!(
+            (config.classifier.backend, config.classifier.precision),
+            (EncoderBackend::Cpu, EncoderPrecision::Int8)
+        );
+        let float = load(&with("  precision: f32\n")).unwrap();
+        assert_eq!(float.classifier.precision, EncoderPrecision::F32);
+        let cuda = load(&with("  backend: cuda\n")).unwrap();
+        assert_eq!(cuda.classifier.precision, EncoderPrecision::F32);
+        let refused = refusal(&with("  backend: cuda\n  precision: int8\n"));
+        assert!(refused.contains("classifier.precision") && refused.contains("CPU"), "{refused}");
+        let unknown = refusal(&with("  precision: fp16\n"));
+        assert!(unknown.contains("unknown precision `fp16`"), "{unknown}");
     }
 
     #[test]

@@ -55,6 +55,36 @@ impl Precision {
     }
 }
 
+impl Precision {
+    /// Passes of at most this many tokens run on the calling thread alone;
+    /// larger ones on a pool of one thread per core.
+    ///
+    /// Measured on 2 cores (BENCHMARKS.md, "Classifier figures"): in int8 a
+    /// 34-token pass is as fast on one core as on two, and after an idle
+    /// gap, when the second core must be woken, faster on one; from ~128
+    /// tokens two cores win (11.9 against 16.7 ms). In f32 the products are
+    /// heavier and two cores win from the first token (32 tokens: 5.6
+    /// against 9.8 ms).
+    fn small_pass_tokens(self) -> usize {
+        match self {
+            Precision::Int8 => 64,
+            Precision::F32 => 0,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Precision, String> {
+        match text {
+            "int8" => Ok(Precision::Int8),
+            "f32" => Ok(Precision::F32),
+            other => Err(format!("unknown precision `{other}`; expected int8 or f32")),
+        }
+    }
+}
+
 /// Largest magnitude of an 8-bit weight. Without VNNI, x86's `vpmaddubsw`
 /// adds two u8×i8 products into an i16 that can saturate; weights of 7 bits
 /// (±63) keep it exact, as ONNX Runtime's `reduce_range` does.
@@ -403,6 +433,14 @@ fn attention(gemms: &Gemms, qkv: &[f32], spans: &[Span], rows: usize) -> Result<
 /// The encoder, its weights packed for this CPU.
 pub struct CpuMiniLm {
     gemms: Gemms,
+    /// A one-thread pool made of the thread that loaded the model (the
+    /// encoder thread), for small passes: inside it, rayon and rten see one
+    /// thread and run everything in place. `None` if it could not be made.
+    small: Option<rayon::ThreadPool>,
+    /// A pool of one thread per core for larger passes: the whole pass
+    /// goes to it at once, so each of its ~200 products and parallel loops
+    /// is not handed from a foreign thread into rayon's pool one by one.
+    large: Option<rayon::ThreadPool>,
     embeddings: Embeddings,
     embedding_norm: LayerNorm,
     layers: Vec<Layer>,
@@ -431,7 +469,21 @@ impl CpuMiniLm {
         let layers = (0..LAYERS)
             .map(|index| Layer::read(&weights, &gemms, precision, index))
             .collect::<Result<Vec<_>, _>>()?;
+        let small = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .use_current_thread()
+            .thread_name(|_| "switchyard-encoder".to_owned())
+            .build()
+            .inspect_err(|err| tracing::warn!(error = %err, "no one-thread pool for small encoder passes"))
+            .ok();
+        let large = rayon::ThreadPoolBuilder::new()
+            .thread_name(|index| format!("switchyard-encoder-{index}"))
+            .build()
+            .inspect_err(|err| tracing::warn!(error = %err, "no thread pool for large encoder passes"))
+            .ok();
         Ok(CpuMiniLm {
+            small,
+            large,
             embeddings: Embeddings::read(&weights)?,
             embedding_norm: LayerNorm::read(&weights, "embeddings.LayerNorm")?,
             layers,
@@ -455,6 +507,15 @@ impl CpuMiniLm {
     /// Encodes token-id sequences (each with its `[CLS]` and `[SEP]`) into
     /// L2-normalised sentence vectors, one per sequence.
     pub fn encode(&self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let tokens: usize = batch.iter().map(Vec::len).sum();
+        let pool = if tokens <= self.precision.small_pass_tokens() { &self.small } else { &self.large };
+        match pool {
+            Some(pool) => pool.install(|| self.encode_here(batch)),
+            None => self.encode_here(batch),
+        }
+    }
+
+    fn encode_here(&self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EncoderError> {
         let mut spans = Vec::with_capacity(batch.len());
         let mut start = 0;
         for sequence in batch {

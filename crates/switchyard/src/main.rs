@@ -80,6 +80,10 @@ enum Command {
         /// The trained head for the `moe` classifier.
         #[arg(long, default_value = switchyard_classifier::moe::DEFAULT_HEAD_DIR)]
         head_dir: PathBuf,
+        /// How the CPU encoder multiplies: `int8` (the node's default) or
+        /// `f32` (the published weights, as the head was trained on).
+        #[arg(long, default_value = "int8")]
+        precision: switchyard_encoder::Precision,
     },
     /// Train the `moe` classifier's head; writes it and its model card.
     Train(TrainArgs),
@@ -350,15 +354,29 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn eval(
+/// What `switchyard eval` measures, and with which files.
+struct EvalArgs {
     dataset: PathBuf,
-    classifier: &str,
+    classifier: String,
     other_threshold: Option<f32>,
     limit: Option<usize>,
     model_dir: Option<PathBuf>,
     head_dir: PathBuf,
+    precision: switchyard_encoder::Precision,
     json: bool,
-) -> anyhow::Result<()> {
+}
+
+fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    let EvalArgs {
+        dataset,
+        classifier,
+        other_threshold,
+        limit,
+        model_dir,
+        head_dir,
+        precision,
+        json,
+    } = args;
     let cases = switchyard_eval::read_spec(&dataset, limit)?;
     // Several classifiers (`moe,embedding`) share one encoder and its cache,
     // so each message is encoded once for all of them.
@@ -367,6 +385,7 @@ fn eval(
     for name in classifier.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let mut spec = switchyard_classifier::ClassifierSpec::new(name, other_threshold);
         spec.head_dir = head_dir.clone();
+        spec.encoder.precision = precision;
         // Room for every message of a large dataset, so a second classifier
         // finds the first one's embeddings.
         spec.encoder.cache_entries = 400_000;
@@ -426,8 +445,18 @@ async fn main() -> anyhow::Result<()> {
             model_dir,
             json,
             head_dir,
+            precision,
         } => tokio::task::spawn_blocking(move || {
-            eval(dataset, &classifier, other_threshold, limit, model_dir, head_dir, json)
+            eval(EvalArgs {
+                dataset,
+                classifier,
+                other_threshold,
+                limit,
+                model_dir,
+                head_dir,
+                precision,
+                json,
+            })
         })
         .await
         .context("the evaluation task failed")?,
