@@ -5,7 +5,7 @@
 //!
 //! Needs the encoder files (`models/fetch.sh`) and the MoE head
 //! (`models/moe-router`). For the `moe` classifier (the default) and, beside
-//! it, `embedding`, on this machine's CPU backend with the node's settings:
+//! it, `embedding`, on this machine's CPU with the node's settings:
 //!
 //! - decision latency p50/p99 by conversation length (1, 6, 20 turns) and
 //!   by route count (4, 10, 30), with the encoder's cache **cold** (every
@@ -20,6 +20,8 @@
 //!   sees it at low request rates, when the CPU had time to go quiet.
 //!
 //! `SWITCHYARD_BENCH_DECISIONS` sets the decisions per cell (30);
+//! `SWITCHYARD_BENCH_PRECISION` the CPU encoder's precision (`int8`, the
+//! node's default, or `f32`);
 //! `SWITCHYARD_BENCH_PARTS` picks parts, comma-separated, from `grid`,
 //! `concurrent`, `throughput` and `idle` (all by default).
 
@@ -30,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchyard_classifier::{Classifier, ClassifierSpec, RouteSpec, build_sharing};
-use switchyard_encoder::{Encoder, EncoderSettings};
+use switchyard_encoder::{Encoder, EncoderSettings, Precision};
 use switchyard_types::{Conversation, Role, Turn};
 
 /// The node's allocator (crates/switchyard/src/main.rs), so the figures are the node's.
@@ -123,14 +125,22 @@ fn new_turn(tag: &str, i: usize) -> String {
 
 fn main() {
     let decisions: usize = std::env::var("SWITCHYARD_BENCH_DECISIONS").ok().and_then(|n| n.parse().ok()).unwrap_or(30);
+    let precision: Precision = std::env::var("SWITCHYARD_BENCH_PRECISION")
+        .ok()
+        .map_or(Ok(Precision::default()), |p| p.parse())
+        .unwrap_or_else(|err: String| panic!("SWITCHYARD_BENCH_PRECISION: {err}"));
     let settings = EncoderSettings {
         model_dir: repo("models/cache/all-minilm-l6-v2"),
+        precision,
         ..EncoderSettings::default()
     };
     let parts = std::env::var("SWITCHYARD_BENCH_PARTS").unwrap_or_else(|_| "grid,concurrent,throughput,idle".to_owned());
     let part = |name: &str| parts.split(',').any(|p| p.trim() == name);
     let mut shared: Option<Arc<Encoder>> = None;
-    println!("decision latency, CPU (flex backend), node settings; {decisions} decisions per cell");
+    println!(
+        "decision latency, CPU: encoder {} (rten kernels), moe head on burn flex; node settings; {decisions} decisions per cell",
+        precision.as_str()
+    );
     for kind in ["moe", "embedding"] {
         let spec = ClassifierSpec {
             encoder: settings.clone(),

@@ -97,8 +97,15 @@ fn burn_table<Bk: Backend>(name: &str, blocks: usize, files: &EncoderFiles, word
 }
 
 fn cpu_table(name: &str, precision: Precision, files: &EncoderFiles, words: &[u32]) {
-    let model = CpuMiniLm::load(&files.model, precision).unwrap();
-    forward_table(&format!("{name} [{}]", model.kernels()), words, |inputs| model.encode(inputs).unwrap());
+    // On a thread of its own, as in the node: the thread that loads the
+    // model becomes its one-thread pool for small passes, and burn's tables
+    // on this thread would then run on one core.
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let model = CpuMiniLm::load(&files.model, precision).unwrap();
+            forward_table(&format!("{name} [{}]", model.kernels()), words, |inputs| model.encode(inputs).unwrap());
+        });
+    });
 }
 
 fn main() {

@@ -459,6 +459,11 @@ impl std::fmt::Debug for CpuMiniLm {
 
 impl CpuMiniLm {
     /// Loads and packs the weights from the bytes of `model.safetensors`.
+    ///
+    /// The calling thread becomes the one thread of the model's pool for
+    /// small passes: load the model on the thread that will encode with it
+    /// (the encoder thread does), and expect rayon work started from that
+    /// thread afterwards to run there alone.
     pub fn load(bytes: &[u8], precision: Precision) -> Result<CpuMiniLm, EncoderError> {
         let weights = SafeTensors::deserialize(bytes)
             .map_err(|err| EncoderError::Weights(format!("not a safetensors file: {err}")))?;
