@@ -24,7 +24,7 @@ use eventsource_stream::Event;
 use futures_util::{FutureExt, StreamExt};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use switchyard_dispatch::stream::{parse_usage, rewrite_chunk, sse_events};
+use switchyard_dispatch::stream::{Rewritten, parse_usage, rewrite_chunk, sse_events};
 use switchyard_protocol::{anthropic, gemini};
 
 const MODEL: &str = "our-model";
@@ -87,12 +87,13 @@ fn relay(openai_events: &[String]) {
             if data.trim() == "[DONE]" {
                 break;
             }
-            let Some(sent) = rewrite_chunk(data, MODEL, swallow_usage, &mut usage) else {
-                continue;
+            let sent = match rewrite_chunk(data, MODEL, swallow_usage, &mut usage) {
+                Rewritten::Send(sent) => sent,
+                Rewritten::Dropped => continue,
+                // The relay ends the stream here, with an error event.
+                Rewritten::NotJson => break,
             };
-            if serde_json::from_str::<Value>(data).is_ok() {
-                assert_json_or_done(&sent);
-            }
+            assert_json_or_done(&sent);
             for (name, event) in to_anthropic.chunk(&sent) {
                 assert!(!name.is_empty());
                 assert_json_or_done(&event);

@@ -125,17 +125,19 @@ where
                 },
             };
             let done = event.data.trim() == "[DONE]";
-            // A chunk that is not JSON would break the client's SDK mid-
-            // answer; end the stream with an error event instead.
-            if !done && serde_json::from_str::<serde::de::IgnoredAny>(&event.data).is_err() {
-                broken = Some("the upstream sent a chunk that is not JSON".to_owned());
-                break;
-            }
             let frame = if done {
                 Some(frame(&event.event, "[DONE]"))
             } else {
-                rewrite_chunk(&event.data, &model, swallow_usage, &mut usage)
-                    .map(|data| frame(&event.event, &data))
+                match rewrite_chunk(&event.data, &model, swallow_usage, &mut usage) {
+                    Rewritten::Send(data) => Some(frame(&event.event, &data)),
+                    Rewritten::Dropped => None,
+                    // A chunk that is not JSON would break the client's SDK
+                    // mid-answer; end the stream with an error event instead.
+                    Rewritten::NotJson => {
+                        broken = Some("the upstream sent a chunk that is not JSON".to_owned());
+                        break;
+                    }
+                }
             };
             if let Some(frame) = frame
                 && body_tx.send(Ok(frame)).await.is_err()
@@ -188,36 +190,45 @@ fn frame(event: &str, data: &str) -> Bytes {
     Bytes::from(text)
 }
 
+/// What becomes of one upstream chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewritten {
+    /// This data goes to the client.
+    Send(String),
+    /// Dropped: the usage-only chunk the client did not ask for, or JSON
+    /// that is not an object.
+    Dropped,
+    /// Not JSON at all.
+    NotJson,
+}
+
 /// Rewrites one chunk for the client: our model id, usage noted, and the
-/// usage-only chunk dropped when only the router asked for it. Data that is
-/// not JSON passes through untouched.
-pub fn rewrite_chunk(
-    data: &str,
-    model: &str,
-    swallow_usage: bool,
-    usage: &mut Option<Usage>,
-) -> Option<String> {
+/// usage-only chunk dropped when only the router asked for it. The chunk is
+/// parsed once, here: whether it is JSON at all is part of the answer.
+pub fn rewrite_chunk(data: &str, model: &str, swallow_usage: bool, usage: &mut Option<Usage>) -> Rewritten {
     let Ok(mut value) = serde_json::from_str::<Value>(data) else {
-        return Some(data.to_owned());
+        return Rewritten::NotJson;
     };
     if let Some(found) = value.get("usage").and_then(parse_usage) {
         *usage = Some(found);
     }
-    let object = value.as_object_mut()?;
+    let Some(object) = value.as_object_mut() else {
+        return Rewritten::Dropped;
+    };
     if swallow_usage {
         let no_choices = object
             .get("choices")
             .and_then(Value::as_array)
             .is_some_and(Vec::is_empty);
         if no_choices && object.get("usage").is_some_and(|u| !u.is_null()) {
-            return None;
+            return Rewritten::Dropped;
         }
         object.remove("usage");
     }
     if object.contains_key("model") {
         object.insert("model".to_owned(), Value::String(model.to_owned()));
     }
-    Some(value.to_string())
+    Rewritten::Send(value.to_string())
 }
 
 #[cfg(test)]
@@ -228,12 +239,14 @@ mod tests {
     fn rewrites_model_and_hides_usage_the_client_did_not_ask_for() {
         let mut usage = None;
         let chunk = r#"{"object":"chat.completion.chunk","model":"up/name","choices":[{"delta":{"content":"hi"}}],"usage":null}"#;
-        let out = rewrite_chunk(chunk, "our-id", true, &mut usage).unwrap();
+        let Rewritten::Send(out) = rewrite_chunk(chunk, "our-id", true, &mut usage) else {
+            panic!("a content chunk is sent");
+        };
         let value: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(value["model"], "our-id");
         assert!(value.get("usage").is_none());
         let usage_chunk = r#"{"model":"up/name","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3}}"#;
-        assert_eq!(rewrite_chunk(usage_chunk, "our-id", true, &mut usage), None);
+        assert_eq!(rewrite_chunk(usage_chunk, "our-id", true, &mut usage), Rewritten::Dropped);
         assert_eq!(
             usage,
             Some(Usage {
@@ -241,7 +254,9 @@ mod tests {
                 completion_tokens: 3
             })
         );
-        assert!(rewrite_chunk(usage_chunk, "our-id", false, &mut usage).is_some());
+        assert!(matches!(rewrite_chunk(usage_chunk, "our-id", false, &mut usage), Rewritten::Send(_)));
+        assert_eq!(rewrite_chunk("{\"model\": ", "our-id", false, &mut usage), Rewritten::NotJson);
+        assert_eq!(rewrite_chunk("[1, 2]", "our-id", false, &mut usage), Rewritten::Dropped);
     }
 
     fn events_of(chunks: &[&'static [u8]]) -> Vec<Event> {
