@@ -53,9 +53,7 @@ impl Precision {
             Precision::F32 => "f32",
         }
     }
-}
 
-impl Precision {
     /// Passes of at most this many tokens run on the calling thread alone;
     /// larger ones on a pool of one thread per core.
     ///
@@ -101,6 +99,16 @@ fn gemm_error(err: rten_gemm::GemmError) -> EncoderError {
 struct Gemms {
     float: GemmExecutor<f32, f32, f32>,
     int8: GemmExecutor<u8, i8, i32>,
+}
+
+impl Gemms {
+    /// The best kernels this CPU has (picked at run time).
+    fn new() -> Gemms {
+        Gemms {
+            float: GemmExecutor::default(),
+            int8: GemmExecutor::default(),
+        }
+    }
 }
 
 enum Weights {
@@ -467,10 +475,7 @@ impl CpuMiniLm {
     pub fn load(bytes: &[u8], precision: Precision) -> Result<CpuMiniLm, EncoderError> {
         let weights = SafeTensors::deserialize(bytes)
             .map_err(|err| EncoderError::Weights(format!("not a safetensors file: {err}")))?;
-        let gemms = Gemms {
-            float: GemmExecutor::default(),
-            int8: GemmExecutor::default(),
-        };
+        let gemms = Gemms::new();
         let layers = (0..LAYERS)
             .map(|index| Layer::read(&weights, &gemms, precision, index))
             .collect::<Result<Vec<_>, _>>()?;
@@ -495,10 +500,6 @@ impl CpuMiniLm {
             gemms,
             precision,
         })
-    }
-
-    pub fn precision(&self) -> Precision {
-        self.precision
     }
 
     /// The kernels this CPU got (`x86_64-u8i8i32-avx512`, say), for logs.
@@ -607,10 +608,7 @@ mod tests {
     }
 
     fn linear_pair(inputs: usize, outputs: usize) -> (Gemms, Vec<f32>, Vec<f32>) {
-        let gemms = Gemms {
-            float: GemmExecutor::default(),
-            int8: GemmExecutor::default(),
-        };
+        let gemms = Gemms::new();
         let weight: Vec<f32> = (0..inputs * outputs).map(|i| (((i * 7919) % 97) as f32 - 48.0) / 50.0).collect();
         let bias: Vec<f32> = (0..outputs).map(|i| i as f32 / 10.0).collect();
         (gemms, weight, bias)

@@ -56,35 +56,7 @@ enum Command {
         print_default_config: bool,
     },
     /// Measure routing accuracy on a dataset in the shared JSONL format.
-    Eval {
-        /// JSONL file (one routing decision per line), or `corpus:<split>`
-        /// for our corpus: `corpus:dev-unseen`, `corpus:dev-seen`.
-        #[arg(long)]
-        dataset: PathBuf,
-        /// Classifier to evaluate; several, comma-separated
-        /// (`moe,embedding,lexical`), are compared on the same cases.
-        #[arg(long, default_value = "moe")]
-        classifier: String,
-        /// Score below which the answer is `other` (classifier's default if unset).
-        #[arg(long)]
-        other_threshold: Option<f32>,
-        /// Evaluate only the first N lines.
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Encoder files for the `embedding` classifier.
-        #[arg(long, default_value = switchyard_encoder::DEFAULT_MODEL_DIR)]
-        model_dir: Option<PathBuf>,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// The trained head for the `moe` classifier.
-        #[arg(long, default_value = switchyard_classifier::moe::DEFAULT_HEAD_DIR)]
-        head_dir: PathBuf,
-        /// How the CPU encoder multiplies: `int8` (the node's default) or
-        /// `f32` (the published weights, as the head was trained on).
-        #[arg(long, default_value = "int8")]
-        precision: switchyard_encoder::Precision,
-    },
+    Eval(EvalArgs),
     /// Train the `moe` classifier's head; writes it and its model card.
     Train(TrainArgs),
     /// Compare the router with one model: each prompt of a dataset goes
@@ -355,15 +327,35 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
 }
 
 /// What `switchyard eval` measures, and with which files.
+#[derive(Debug, clap::Args)]
 struct EvalArgs {
+    /// JSONL file (one routing decision per line), or `corpus:<split>`
+    /// for our corpus: `corpus:dev-unseen`, `corpus:dev-seen`.
+    #[arg(long)]
     dataset: PathBuf,
+    /// Classifier to evaluate; several, comma-separated
+    /// (`moe,embedding,lexical`), are compared on the same cases.
+    #[arg(long, default_value = "moe")]
     classifier: String,
+    /// Score below which the answer is `other` (classifier's default if unset).
+    #[arg(long)]
     other_threshold: Option<f32>,
+    /// Evaluate only the first N lines.
+    #[arg(long)]
     limit: Option<usize>,
+    /// Encoder files for the `embedding` classifier.
+    #[arg(long, default_value = switchyard_encoder::DEFAULT_MODEL_DIR)]
     model_dir: Option<PathBuf>,
-    head_dir: PathBuf,
-    precision: switchyard_encoder::Precision,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
     json: bool,
+    /// The trained head for the `moe` classifier.
+    #[arg(long, default_value = switchyard_classifier::moe::DEFAULT_HEAD_DIR)]
+    head_dir: PathBuf,
+    /// How the CPU encoder multiplies: `int8` (the node's default) or
+    /// `f32` (the published weights, as the head was trained on).
+    #[arg(long, default_value = "int8")]
+    precision: switchyard_encoder::Precision,
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<()> {
@@ -437,29 +429,9 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             ..
         } => serve(config, &overlay, listen, data_dir).await,
-        Command::Eval {
-            dataset,
-            classifier,
-            other_threshold,
-            limit,
-            model_dir,
-            json,
-            head_dir,
-            precision,
-        } => tokio::task::spawn_blocking(move || {
-            eval(EvalArgs {
-                dataset,
-                classifier,
-                other_threshold,
-                limit,
-                model_dir,
-                head_dir,
-                precision,
-                json,
-            })
-        })
-        .await
-        .context("the evaluation task failed")?,
+        Command::Eval(args) => tokio::task::spawn_blocking(move || eval(args))
+            .await
+            .context("the evaluation task failed")?,
         Command::Train(args) => tokio::task::spawn_blocking(move || train(args))
             .await
             .context("the training task failed")?,
