@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use serde::Serialize;
+use serde::ser::SerializeMap;
 use serde_json::{Value, json};
 use switchyard_types::{Attempt, AttemptFailure, ChatRequest, RankedCandidates, Usage};
 use tokio::time::Instant;
@@ -142,14 +144,16 @@ impl Dispatcher {
         deadline: Instant,
     ) -> AttemptResult {
         let stream = request.is_stream();
-        let (body, swallow_usage) = upstream_body(request, &upstream.upstream_name);
-        let body = match kinds::body(upstream, &body) {
+        let outgoing = Outgoing::new(request, &upstream.upstream_name);
+        let swallow_usage = outgoing.adds_usage;
+        let body = match kinds::body(upstream, &outgoing) {
             Ok(body) => body,
             Err(err) => return AttemptResult::Failed(broken(&format!("cannot encode the request: {err}"))),
         };
+        let url = if stream { &upstream.stream_url } else { &upstream.url };
         let request = self
             .client
-            .post(kinds::url(upstream, stream))
+            .post(url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         let builder = kinds::authorize(request, upstream);
@@ -256,32 +260,58 @@ impl Dispatcher {
 /// The body sent upstream: the client's request with the upstream's model
 /// name. Streams ask for usage so tokens and cost can be counted; when the
 /// client did not ask for it, the extra usage chunk is swallowed again
-/// (returned flag) so the client sees exactly the stream it asked for.
-fn upstream_body(request: &ChatRequest, upstream_name: &str) -> (ChatRequest, bool) {
-    let mut body = request.clone();
-    body.model = upstream_name.to_owned();
-    let mut swallow_usage = false;
-    if request.is_stream() {
+/// (`adds_usage`) so the client sees exactly the stream it asked for.
+///
+/// It borrows the client's request and is serialized as it stands: the
+/// request is not copied for every attempt.
+struct Outgoing<'a> {
+    request: &'a ChatRequest,
+    model: &'a str,
+    /// `stream_options.include_usage` is set on the client's behalf.
+    adds_usage: bool,
+}
+
+impl<'a> Outgoing<'a> {
+    fn new(request: &'a ChatRequest, upstream_name: &'a str) -> Outgoing<'a> {
         let client_asked = request
             .extra
             .get("stream_options")
             .and_then(|options| options.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        if !client_asked {
-            swallow_usage = true;
-            let options = body
-                .extra
-                .entry("stream_options")
-                .or_insert_with(|| json!({}));
-            if let Some(options) = options.as_object_mut() {
-                options.insert("include_usage".to_owned(), Value::Bool(true));
-            } else {
-                *options = json!({"include_usage": true});
-            }
+        Outgoing {
+            request,
+            model: upstream_name,
+            adds_usage: request.is_stream() && !client_asked,
         }
     }
-    (body, swallow_usage)
+}
+
+impl Serialize for Outgoing<'_> {
+    /// The fields in `ChatRequest`'s own order, with `model` replaced and,
+    /// when usage is added, the client's other stream options kept.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("model", self.model)?;
+        map.serialize_entry("messages", &self.request.messages)?;
+        if let Some(stream) = self.request.stream {
+            map.serialize_entry("stream", &stream)?;
+        }
+        for (key, value) in &self.request.extra {
+            if !(self.adds_usage && key == "stream_options") {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        if self.adds_usage {
+            let mut options = match self.request.extra.get("stream_options") {
+                Some(Value::Object(options)) => options.clone(),
+                _ => serde_json::Map::new(),
+            };
+            options.insert("include_usage".to_owned(), Value::Bool(true));
+            map.serialize_entry("stream_options", &options)?;
+        }
+        map.end()
+    }
 }
 
 fn timeout(phase: &str) -> AttemptFailure {
@@ -383,15 +413,40 @@ mod tests {
             br#"{"model":"router:x","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
         )
         .unwrap();
-        let (body, swallow) = upstream_body(&request, "upstream-name");
-        assert_eq!(body.model, "upstream-name");
-        assert_eq!(body.extra["stream_options"]["include_usage"], true);
-        assert!(swallow);
+        let outgoing = Outgoing::new(&request, "upstream-name");
+        assert!(outgoing.adds_usage);
+        let body = serde_json::to_value(&outgoing).unwrap();
+        assert_eq!(body["model"], "upstream-name");
+        assert_eq!(body["stream_options"], json!({"include_usage": true}));
         let asked = ChatRequest::from_json(
             br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#,
         )
         .unwrap();
-        assert!(!upstream_body(&asked, "m").1);
+        assert!(!Outgoing::new(&asked, "m").adds_usage);
+        // Other stream options survive; a non-object one is replaced.
+        let other = ChatRequest::from_json(
+            br#"{"model":"m","stream":true,"stream_options":{"chunk":1},"messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap();
+        let body = serde_json::to_value(Outgoing::new(&other, "m")).unwrap();
+        assert_eq!(body["stream_options"], json!({"chunk": 1, "include_usage": true}));
+        let odd = ChatRequest::from_json(
+            br#"{"model":"m","stream":true,"stream_options":"x","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap();
+        let body = serde_json::to_value(Outgoing::new(&odd, "m")).unwrap();
+        assert_eq!(body["stream_options"], json!({"include_usage": true}));
+    }
+
+    #[test]
+    fn a_request_goes_upstream_unchanged_but_for_its_model() {
+        let body = br#"{"model":"router:x","messages":[{"role":"user","content":"hi","name":"ann"}],"temperature":0.2,"tools":[{"type":"function"}],"stream":false}"#;
+        let request = ChatRequest::from_json(body).unwrap();
+        let outgoing = Outgoing::new(&request, "gpt-5-mini");
+        assert!(!outgoing.adds_usage);
+        let mut expected: Value = serde_json::from_slice(body).unwrap();
+        expected["model"] = json!("gpt-5-mini");
+        assert_eq!(serde_json::to_value(&outgoing).unwrap(), expected);
     }
 
     #[test]

@@ -7,25 +7,24 @@ use std::pin::Pin;
 
 use eventsource_stream::Event;
 use futures_util::{Stream, StreamExt};
+use serde::Serialize;
 use serde_json::Value;
 use switchyard_config::ProviderKind;
 use switchyard_protocol::{anthropic, gemini};
-use switchyard_types::ChatRequest;
 
 use crate::upstream::Upstream;
 
 /// An upstream's event stream, already in the OpenAI chunk shape.
 pub(crate) type OpenAiEvents = Pin<Box<dyn Stream<Item = Result<Event, String>> + Send>>;
 
-/// Where to POST `stream`ing or not.
-pub(crate) fn url(upstream: &Upstream, stream: bool) -> String {
-    match upstream.kind {
-        ProviderKind::OpenAi => format!("{}/chat/completions", upstream.base_url),
-        ProviderKind::Anthropic => format!("{}/messages", upstream.base_url),
-        ProviderKind::Gemini if stream => {
-            format!("{}/models/{}:streamGenerateContent?alt=sse", upstream.base_url, upstream.upstream_name)
-        }
-        ProviderKind::Gemini => format!("{}/models/{}:generateContent", upstream.base_url, upstream.upstream_name),
+/// Where a provider of `kind` at `base_url` takes `stream`ing or
+/// non-streaming requests for the model it calls `upstream_name`.
+pub(crate) fn url(kind: ProviderKind, base_url: &str, upstream_name: &str, stream: bool) -> String {
+    match kind {
+        ProviderKind::OpenAi => format!("{base_url}/chat/completions"),
+        ProviderKind::Anthropic => format!("{base_url}/messages"),
+        ProviderKind::Gemini if stream => format!("{base_url}/models/{upstream_name}:streamGenerateContent?alt=sse"),
+        ProviderKind::Gemini => format!("{base_url}/models/{upstream_name}:generateContent"),
     }
 }
 
@@ -49,7 +48,7 @@ pub(crate) fn authorize(builder: reqwest::RequestBuilder, upstream: &Upstream) -
 /// carrying the upstream's model name, and the usage request when
 /// streaming). An OpenAI upstream gets the request serialized as it is; the
 /// other kinds go through a JSON tree to be translated.
-pub(crate) fn body(upstream: &Upstream, openai: &ChatRequest) -> serde_json::Result<Vec<u8>> {
+pub(crate) fn body(upstream: &Upstream, openai: &impl Serialize) -> serde_json::Result<Vec<u8>> {
     let translated = match upstream.kind {
         ProviderKind::OpenAi => return serde_json::to_vec(openai),
         ProviderKind::Anthropic => anthropic::request_from_openai(&serde_json::to_value(openai)?, &upstream.upstream_name),

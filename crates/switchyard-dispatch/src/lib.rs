@@ -30,4 +30,6 @@ pub use upstream::Dispatcher;
 pub enum DispatchError {
     #[error("cannot build the upstream HTTP client: {0}")]
     Client(String),
+    #[error("model `{model}`: its provider's URL `{url}` is not a valid URL: {reason}")]
+    Url { model: String, url: String, reason: String },
 }

@@ -165,13 +165,60 @@ impl ChatRequest {
             None | Some(Value::Bool(_)) | Some(Value::Null) => {}
             Some(_) => return Err(RequestError::invalid("stream", "must be a boolean")),
         }
-        serde_json::from_value(value).map_err(|err| RequestError::Malformed(err.to_string()))
+        into_request(value).ok_or_else(|| RequestError::Malformed("request body has an unexpected shape".to_owned()))
     }
 
     /// Whether the client asked for a server-sent-event stream.
     pub fn is_stream(&self) -> bool {
         self.stream.unwrap_or(false)
     }
+}
+
+/// The validated JSON tree taken apart into a request: its values are
+/// moved, not copied, and unknown fields go to `extra` as they are (what
+/// `serde_json::from_value` with `#[serde(flatten)]` does, without the
+/// intermediate copy flattening makes of every field). `None` only for a
+/// tree that validation would have refused.
+fn into_request(value: Value) -> Option<ChatRequest> {
+    let Value::Object(mut object) = value else {
+        return None;
+    };
+    let Some(Value::String(model)) = object.remove("model") else {
+        return None;
+    };
+    let Some(Value::Array(messages)) = object.remove("messages") else {
+        return None;
+    };
+    let stream = match object.remove("stream") {
+        Some(Value::Bool(stream)) => Some(stream),
+        None | Some(Value::Null) => None,
+        Some(_) => return None,
+    };
+    let messages = messages.into_iter().map(into_message).collect::<Option<Vec<_>>>()?;
+    Some(ChatRequest {
+        model,
+        messages,
+        stream,
+        extra: object,
+    })
+}
+
+fn into_message(value: Value) -> Option<ChatMessage> {
+    let Value::Object(mut fields) = value else {
+        return None;
+    };
+    let Some(Value::String(role)) = fields.remove("role") else {
+        return None;
+    };
+    let content = match fields.remove("content") {
+        None | Some(Value::Null) => None,
+        Some(content) => Some(content),
+    };
+    Some(ChatMessage {
+        role: Role::parse(&role)?,
+        content,
+        extra: fields,
+    })
 }
 
 fn validate_message(index: usize, message: &Value) -> Result<(), RequestError> {
@@ -217,6 +264,20 @@ fn validate_message(index: usize, message: &Value) -> Result<(), RequestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn taking_the_tree_apart_decodes_like_serde() {
+        let bodies: [&[u8]; 4] = [
+            br#"{"model":"m","messages":[{"role":"user","content":"hi","name":"ann"}],"temperature":0.2,"tools":[]}"#,
+            br#"{"model":"m","stream":null,"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"c"}]},{"role":"tool","tool_call_id":"c"}]}"#,
+            br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":[{"type":"text","text":"a"}]}]}"#,
+            br#"{"messages":[{"content":"x","role":"developer"}],"model":"m","n":2,"stream":false}"#,
+        ];
+        for body in bodies {
+            let by_serde: ChatRequest = serde_json::from_slice(body).unwrap();
+            assert_eq!(ChatRequest::from_json(body).unwrap(), by_serde, "{}", String::from_utf8_lossy(body));
+        }
+    }
 
     #[test]
     fn keeps_unknown_fields_for_forwarding() {
