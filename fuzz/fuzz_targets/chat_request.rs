@@ -5,7 +5,8 @@
 //! /v1/messages`) whose output goes through `from_json` in turn. Accepted
 //! requests are read as the classifier reads them (`Conversation`) and
 //! translated as dispatch translates them for Anthropic and Gemini
-//! upstreams. Nothing may panic; errors are answers.
+//! upstreams; an accepted request decodes the same with serde's derive.
+//! Nothing may panic; errors are answers.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -31,6 +32,12 @@ fn route(request: &ChatRequest) {
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(request) = ChatRequest::from_json(data) {
+        // `from_json` takes the validated tree apart by hand; serde's own
+        // decoding of the same tree (a later duplicate key wins in both)
+        // must agree with it.
+        let tree: Value = serde_json::from_slice(data).expect("an accepted request is JSON");
+        let by_serde: ChatRequest = serde_json::from_value(tree).expect("an accepted request decodes with serde");
+        assert_eq!(request, by_serde, "from_json and serde disagree");
         route(&request);
     }
     let Ok(body) = serde_json::from_slice::<Value>(data) else {
