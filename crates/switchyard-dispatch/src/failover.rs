@@ -16,11 +16,13 @@ use crate::upstream::{Dispatcher, Upstream};
 /// Whether a failed upstream status should pass the request to the next
 /// model. Rate limits, server errors and timeouts are the upstream's
 /// trouble; so are 401/403 (our credentials for that provider) and 404
-/// (that provider lacks the model): another model may well serve. Other
-/// 4xx (400, 413, 422, ...) are about the request itself and would fail
-/// everywhere, so they go back to the client at once.
+/// (that provider lacks the model): another model may well serve. So is a
+/// redirect (3xx): redirects are not followed, and an API endpoint that
+/// moved means the provider's `base_url` needs fixing. Other 4xx (400, 413,
+/// 422, ...) are about the request itself and would fail everywhere, so
+/// they go back to the client at once.
 pub fn is_retryable(status: u16) -> bool {
-    matches!(status, 401 | 403 | 404 | 408 | 409 | 429) || status >= 500
+    matches!(status, 401 | 403 | 404 | 408 | 409 | 429) || (300..400).contains(&status) || status >= 500
 }
 
 /// A response that one model served.
@@ -220,19 +222,22 @@ impl Dispatcher {
             return AttemptResult::Served(ttft, ServedBody::Stream(relay));
         }
         let mut body_stream = response.bytes_stream();
-        let mut bytes = Vec::new();
         let mut ttft = None;
-        loop {
-            match tokio::time::timeout_at(deadline, body_stream.next()).await {
-                Err(_) => return AttemptResult::Failed(timeout("total")),
-                Ok(None) => break,
-                Ok(Some(Err(err))) => return AttemptResult::Failed(broken(&describe(&err))),
-                Ok(Some(Ok(chunk))) => {
-                    ttft.get_or_insert_with(|| started.elapsed());
-                    bytes.extend_from_slice(&chunk);
-                }
+        // One timer for the whole body (not one per chunk).
+        let read = tokio::time::timeout_at(deadline, async {
+            let mut bytes = Vec::new();
+            while let Some(chunk) = body_stream.next().await {
+                let chunk = chunk.map_err(|err| describe(&err))?;
+                ttft.get_or_insert_with(|| started.elapsed());
+                bytes.extend_from_slice(&chunk);
             }
-        }
+            Ok::<_, String>(bytes)
+        });
+        let bytes = match read.await {
+            Err(_) => return AttemptResult::Failed(timeout("total")),
+            Ok(Err(detail)) => return AttemptResult::Failed(broken(&detail)),
+            Ok(Ok(bytes)) => bytes,
+        };
         let mut value: Value = match serde_json::from_slice(&bytes) {
             Ok(value) => kinds::response(upstream, value),
             Err(err) => return AttemptResult::Failed(broken(&format!("invalid JSON body: {err}"))),
@@ -399,7 +404,7 @@ mod tests {
 
     #[test]
     fn retry_only_what_another_model_could_fix() {
-        for status in [429, 500, 502, 503, 504, 401, 403, 404, 408] {
+        for status in [429, 500, 502, 503, 504, 401, 403, 404, 408, 301, 307, 308] {
             assert!(is_retryable(status), "{status}");
         }
         for status in [400, 413, 422] {

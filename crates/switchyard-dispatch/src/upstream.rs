@@ -42,6 +42,10 @@ impl Dispatcher {
             .connect_timeout(config.dispatch.connect_timeout)
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .tcp_nodelay(true)
+            // An LLM API answers a POST; it does not redirect it. A 3xx goes
+            // back as the upstream's answer rather than being followed (and
+            // reqwest's redirect layer parsed the URL again on every request).
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| DispatchError::Client(err.to_string()))?;

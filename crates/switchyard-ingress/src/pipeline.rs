@@ -106,7 +106,9 @@ impl PromptDigest {
             .or_else(|| messages.last())
             .map(ChatMessage::text)
             .unwrap_or_default();
-        let sha256 = Sha256::digest(text.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
+        // `{:x}` of the digest writes the hex in one pass (a `format!` per
+        // byte was 32 allocations on every request).
+        let sha256 = format!("{:x}", Sha256::digest(text.as_bytes()));
         let preview = (preview_chars > 0).then(|| {
             let mut preview: String = text.chars().take(preview_chars).collect();
             if text.chars().nth(preview_chars).is_some() {
@@ -415,9 +417,10 @@ pub fn implicit_key(messages: &[ChatMessage], tools: &[&str]) -> String {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
     }
-    let digest = hasher.finalize();
-    let hex: String = digest.iter().take(16).map(|byte| format!("{byte:02x}")).collect();
-    format!("auto:{hex}")
+    let mut key = format!("auto:{:x}", hasher.finalize());
+    // The first 16 bytes (32 hex digits, all ASCII) name the session.
+    key.truncate("auto:".len() + 32);
+    key
 }
 
 /// The conversation the classifier reads. With `on_user_only`, it ends at
