@@ -96,6 +96,21 @@ pub struct LoadReport {
     pub wake_lag_p99_ms: f64,
     /// Peak summed `VmRSS` of `pids` and descendants during the run.
     pub rss_peak_kib: Option<u64>,
+    /// Every answered request of the window, in order of its start: when
+    /// slow requests come in clusters (the machine stalled) rather than
+    /// spread out, it shows here. Not in the JSON report (`load --samples`
+    /// writes them to a file).
+    #[serde(skip)]
+    pub samples: Vec<Sample>,
+}
+
+/// One answered request: when it started, relative to the measured
+/// window's start (its due time, or its worker's wake-up), and how long it
+/// took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Sample {
+    pub start_us: u64,
+    pub latency_us: u64,
 }
 
 /// Distinguishes runs of this process in unique bodies.
@@ -107,6 +122,8 @@ struct Shared {
     expect_header: Option<ExpectHeader>,
     next: AtomicU64,
     start: Instant,
+    /// When the first counted request is due (samples are timed from here).
+    window_start: Instant,
     rate: f64,
     total: u64,
     warm: u64,
@@ -182,9 +199,26 @@ impl RequestTemplate {
 #[derive(Default)]
 struct WorkerTally {
     latencies_us: Vec<u64>,
+    samples: Vec<Sample>,
     wake_lags_us: Vec<u64>,
     ok: u64,
     errors: BTreeMap<String, u64>,
+}
+
+/// Samples as text: a `start_ms latency_ms` line each, in milliseconds
+/// with microsecond digits.
+pub fn samples_text(samples: &[Sample]) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(samples.len() * 20);
+    for sample in samples {
+        let _ = writeln!(
+            text,
+            "{:.3} {:.3}",
+            sample.start_us as f64 / 1000.0,
+            sample.latency_us as f64 / 1000.0
+        );
+    }
+    text
 }
 
 /// Runs one bounded open-loop load and reports it.
@@ -221,6 +255,7 @@ pub async fn run(spec: &LoadSpec) -> anyhow::Result<LoadReport> {
         expect_header: spec.expect_header.clone(),
         next: AtomicU64::new(0),
         start,
+        window_start: start + Duration::from_secs_f64(warm as f64 / spec.rate),
         rate: spec.rate,
         total: warm + measured,
         warm,
@@ -240,6 +275,7 @@ pub async fn run(spec: &LoadSpec) -> anyhow::Result<LoadReport> {
     for worker in workers {
         let part = worker.await.context("a load worker failed")?;
         tally.latencies_us.extend(part.latencies_us);
+        tally.samples.extend(part.samples);
         tally.wake_lags_us.extend(part.wake_lags_us);
         tally.ok += part.ok;
         for (kind, count) in part.errors {
@@ -253,6 +289,7 @@ pub async fn run(spec: &LoadSpec) -> anyhow::Result<LoadReport> {
         tally.errors.insert("unsent".to_owned(), measured - attempted);
     }
     tally.wake_lags_us.sort_unstable();
+    tally.samples.sort_unstable();
     Ok(LoadReport {
         target_rate: spec.rate,
         duration_s: spec.duration.as_secs_f64(),
@@ -266,6 +303,7 @@ pub async fn run(spec: &LoadSpec) -> anyhow::Result<LoadReport> {
         latency: stats::summarize(tally.latencies_us),
         wake_lag_p99_ms: stats::percentile(&tally.wake_lags_us, 0.99) as f64 / 1000.0,
         rss_peak_kib,
+        samples: tally.samples,
     })
 }
 
@@ -304,7 +342,12 @@ async fn worker(shared: Arc<Shared>, endpoint: usize, mut connection: Option<Sen
         match outcome {
             Ok(()) => {
                 tally.ok += 1;
-                tally.latencies_us.push(done.duration_since(from).as_micros() as u64);
+                let latency_us = done.duration_since(from).as_micros() as u64;
+                tally.latencies_us.push(latency_us);
+                tally.samples.push(Sample {
+                    start_us: from.saturating_duration_since(shared.window_start).as_micros() as u64,
+                    latency_us,
+                });
             }
             Err(kind) => *tally.errors.entry(kind).or_default() += 1,
         }

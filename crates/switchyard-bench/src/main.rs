@@ -46,6 +46,11 @@ enum Command {
         /// Pid whose memory (with its children) is sampled; repeatable.
         #[arg(long = "pid")]
         pids: Vec<u32>,
+        /// Also write every answered request to this file, one line each in
+        /// order of start: `start_ms latency_ms` (start from the measured
+        /// window's beginning). Shows whether slow requests cluster in time.
+        #[arg(long)]
+        samples: Option<PathBuf>,
     },
     /// The side-by-side suite over a targets file; prints one table.
     Suite {
@@ -104,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
             body,
             expect_header,
             pids,
+            samples,
         } => {
             let body = match body.strip_prefix('@') {
                 Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?,
@@ -138,6 +144,10 @@ async fn main() -> anyhow::Result<()> {
                 pids,
             };
             let report = load::run(&spec).await?;
+            if let Some(path) = samples {
+                std::fs::write(&path, load::samples_text(&report.samples))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Suite {

@@ -54,6 +54,17 @@ async fn connections_spread_over_every_url_and_placeholders_are_unique_per_reque
     let report = load::run(&spec).await.unwrap();
     assert_eq!(report.error_count, 0, "{report:?}");
     assert_eq!(report.ok, 200);
+    // One sample per answered request, in order of start, all within the
+    // measured window (0.5 s, plus the last requests' lateness).
+    assert_eq!(report.samples.len(), 200);
+    assert!(report.samples.windows(2).all(|pair| pair[0].start_us <= pair[1].start_us));
+    assert!(report.samples.iter().all(|s| s.start_us < 1_500_000 && s.latency_us > 0), "{:?}", report.samples.last());
+    let text = load::samples_text(&report.samples);
+    assert_eq!(text.lines().count(), 200);
+    for line in text.lines() {
+        let fields: Vec<f64> = line.split(' ').map(|field| field.parse().unwrap()).collect();
+        assert_eq!(fields.len(), 2, "{line}");
+    }
 
     let first = first.lock().unwrap().clone();
     let second = second.lock().unwrap().clone();
