@@ -217,6 +217,8 @@ wait_ready switchyard-lexical "$lex_pid" "http://127.0.0.1:$lex_port/readyz"
     echo ']}'
 } >"$out/targets.json"
 
-# Common rates: 20 req/s (light: every target sustains it) and half of
-# Switchyard's highest sustained rate by model id (heavy, same round).
-run_suite '20,0.5*max:switchyard-model'
+# Common rates: 20 req/s (light: every target sustains it), a fixed 4000
+# req/s (the same load in every run, whatever the machine's state that day)
+# and half of Switchyard's highest sustained rate by model id (heavy, same
+# round; it moves with the machine).
+run_suite '20,4000,0.5*max:switchyard-model'
