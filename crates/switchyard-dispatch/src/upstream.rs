@@ -15,10 +15,9 @@ pub struct Upstream {
     pub upstream_name: String,
     /// The API the provider speaks.
     pub kind: ProviderKind,
-    /// The provider's base URL (without a trailing `/`).
-    pub base_url: String,
-    /// Where requests go, parsed once here rather than on every request
-    /// (with its IDNA pass, a visible share of a proxied request's CPU).
+    /// Where requests go: the provider's base URL and the kind's path,
+    /// parsed once here rather than on every request (with its IDNA pass, a
+    /// visible share of a proxied request's CPU).
     pub url: reqwest::Url,
     /// Where streaming requests go (differs for Gemini).
     pub stream_url: reqwest::Url,
@@ -77,7 +76,6 @@ impl Dispatcher {
                     model: model.id.clone(),
                     upstream_name: model.upstream.clone(),
                     kind: provider.kind,
-                    base_url: provider.base_url.clone(),
                     url: parse(false)?,
                     stream_url: parse(true)?,
                     api_key: provider.api_key.clone(),
