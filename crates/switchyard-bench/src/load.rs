@@ -198,7 +198,7 @@ impl RequestTemplate {
 
 #[derive(Default)]
 struct WorkerTally {
-    latencies_us: Vec<u64>,
+    /// Every answered request; the latency summary is taken from these.
     samples: Vec<Sample>,
     wake_lags_us: Vec<u64>,
     ok: u64,
@@ -274,7 +274,6 @@ pub async fn run(spec: &LoadSpec) -> anyhow::Result<LoadReport> {
     let mut tally = WorkerTally::default();
     for worker in workers {
         let part = worker.await.context("a load worker failed")?;
-        tally.latencies_us.extend(part.latencies_us);
         tally.samples.extend(part.samples);
         tally.wake_lags_us.extend(part.wake_lags_us);
         tally.ok += part.ok;
@@ -300,7 +299,7 @@ pub async fn run(spec: &LoadSpec) -> anyhow::Result<LoadReport> {
         achieved_rate: tally.ok as f64 / spec.duration.as_secs_f64(),
         error_count: tally.errors.values().sum(),
         errors: tally.errors,
-        latency: stats::summarize(tally.latencies_us),
+        latency: stats::summarize(tally.samples.iter().map(|sample| sample.latency_us).collect()),
         wake_lag_p99_ms: stats::percentile(&tally.wake_lags_us, 0.99) as f64 / 1000.0,
         rss_peak_kib,
         samples: tally.samples,
@@ -342,11 +341,9 @@ async fn worker(shared: Arc<Shared>, endpoint: usize, mut connection: Option<Sen
         match outcome {
             Ok(()) => {
                 tally.ok += 1;
-                let latency_us = done.duration_since(from).as_micros() as u64;
-                tally.latencies_us.push(latency_us);
                 tally.samples.push(Sample {
                     start_us: from.saturating_duration_since(shared.window_start).as_micros() as u64,
-                    latency_us,
+                    latency_us: done.duration_since(from).as_micros() as u64,
                 });
             }
             Err(kind) => *tally.errors.entry(kind).or_default() += 1,
