@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use switchyard_bench::load::{self, ExpectHeader, LoadSpec};
-use switchyard_bench::suite::{self, RateSpec, SuiteFile, SuiteParams};
+use switchyard_bench::suite::{self, AddedBudget, RateSpec, SuiteFile, SuiteParams};
 
 #[derive(Debug, Parser)]
 #[command(name = "switchyard-bench", version, about = "Open-loop load generator and benchmark suite")]
@@ -77,6 +77,11 @@ enum Command {
         /// Common rates, comma-separated: numbers or max:TARGET.
         #[arg(long, value_delimiter = ',', default_value = "50")]
         rates: Vec<RateSpec>,
+        /// `TARGET:MS`, repeatable: also find each round the highest rate at
+        /// which TARGET's p99 is at most MS above the baseline's (both
+        /// measured at that rate, back to back).
+        #[arg(long = "added-budget")]
+        added_budgets: Vec<AddedBudget>,
         /// Write every step and the medians here as JSON.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -159,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
             bisections,
             max_rate,
             rates,
+            added_budgets,
             out,
         } => {
             let text = std::fs::read_to_string(&targets).with_context(|| format!("cannot read {}", targets.display()))?;
@@ -173,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
                 bisections,
                 max_rate,
                 rates,
+                added_budgets,
             };
             let result = suite::run(&file, &params).await?;
             if let Some(path) = out {

@@ -5,6 +5,12 @@
 //!
 //! Within a round the targets take turns (the order rotates each round), so
 //! every target sees the same machine, noise included.
+//!
+//! With an added budget (`--added-budget switchyard-model:1`) the suite also
+//! finds, each round, the highest rate at which that target's p99 is at
+//! most the budget above the baseline's, each candidate rate measured on
+//! both back to back: the load up to which a proxy keeps its latency
+//! promise, rather than the latency at one load picked beforehand.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -89,6 +95,27 @@ pub struct SuiteParams {
     /// Common rates: a number, or `max:NAME`, that target's highest sustained
     /// rate in the same round.
     pub rates: Vec<RateSpec>,
+    /// Targets whose highest rate within an added p99 budget is searched.
+    pub added_budgets: Vec<AddedBudget>,
+}
+
+/// `NAME:MS`: the highest rate at which NAME's p99 is at most MS above the
+/// baseline's at the same rate (and NAME sustains it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddedBudget {
+    pub target: String,
+    pub ms: f64,
+}
+
+impl std::str::FromStr for AddedBudget {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let parsed = text.rsplit_once(':').and_then(|(target, ms)| {
+            let ms = ms.parse::<f64>().ok().filter(|ms| ms.is_finite() && *ms > 0.0)?;
+            (!target.is_empty()).then(|| AddedBudget { target: target.to_owned(), ms })
+        });
+        parsed.ok_or_else(|| format!("expected TARGET:MS (a positive budget in milliseconds), got `{text}`"))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -149,6 +176,9 @@ pub struct SuiteResult {
     pub max_rate: BTreeMap<String, Vec<f64>>,
     /// Per common rate (index into `rates`), per round: the rate used.
     pub common_rates: Vec<Vec<f64>>,
+    /// Per added budget (index into `added_budgets`), per round: the highest
+    /// rate within it (0 if none).
+    pub within_added: Vec<Vec<f64>>,
     pub rows: Vec<Row>,
     pub table: String,
 }
@@ -161,8 +191,8 @@ pub struct Row {
     /// Per common rate: medians of p50, p99, and of the per-round added p50, p99.
     pub at_rates: Vec<Option<[Option<f64>; 4]>>,
     /// Errors and requests over every step at or below the round's highest
-    /// sustained rate (so: of the common-rate steps; sustained search steps
-    /// have none by definition).
+    /// sustained rate (so: of the common-rate and added-budget steps;
+    /// sustained search steps have none by definition).
     pub errors: u64,
     pub requests: u64,
     /// The same, over the steps above it (overload: errors expected there).
@@ -171,8 +201,12 @@ pub struct Row {
     pub rss_peak_mib: Option<f64>,
 }
 
+/// Whether a step kept up: no errors, p99 within the budget, nearly every
+/// request answered in the window, and at least one (a window with no
+/// request due in it shows nothing, so it does not pass).
 fn sustained(report: &LoadReport, budget_ms: f64) -> bool {
-    report.error_count == 0
+    report.ok > 0
+        && report.error_count == 0
         && report.latency.p99_ms <= budget_ms
         && report.ok as f64 >= 0.97 * report.scheduled as f64
 }
@@ -197,9 +231,20 @@ pub async fn run(file: &SuiteFile, params: &SuiteParams) -> anyhow::Result<Suite
             anyhow::ensure!(file.targets.iter().any(|t| &t.name == name), "--rates: no target `{name}`");
         }
     }
+    let baseline = file
+        .targets
+        .iter()
+        .find(|t| t.name == file.baseline)
+        .with_context(|| format!("baseline `{}` is not a target", file.baseline))?;
+    let mut budgeted = Vec::new();
+    for budget in &params.added_budgets {
+        let target = file.targets.iter().find(|t| t.name == budget.target);
+        budgeted.push(target.with_context(|| format!("--added-budget: no target `{}`", budget.target))?);
+    }
     let mut steps = Vec::new();
     let mut max_rate: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut common_rates = vec![Vec::new(); params.rates.len()];
+    let mut within_added = vec![Vec::new(); params.added_budgets.len()];
     let count = file.targets.len();
     for round in 0..params.rounds {
         eprintln!("== round {}/{}", round + 1, params.rounds);
@@ -209,9 +254,55 @@ pub async fn run(file: &SuiteFile, params: &SuiteParams) -> anyhow::Result<Suite
                 Some(known) if known > 0.0 => round_rate(known / 2.0),
                 _ => target.start_rate,
             };
-            let best = search(target, start, round, params, &mut steps).await?;
+            let best = search(start, params.max_rate, params.bisections, async |rate| {
+                let record = probe(target, rate, round, params).await?;
+                let ok = record.sustained;
+                steps.push(record);
+                Ok(ok)
+            })
+            .await?;
             eprintln!("   {:<28} sustained {:>8.0} req/s", target.name, best);
             max_rate.entry(target.name.clone()).or_default().push(best);
+        }
+        for ((budget, target), found) in params.added_budgets.iter().zip(&budgeted).zip(&mut within_added) {
+            let top = max_rate.get(&target.name).and_then(|v| v.last().copied()).unwrap_or(0.0);
+            if top <= 0.0 {
+                found.push(0.0);
+                continue;
+            }
+            let start = match median(found) {
+                Some(known) if known > 0.0 => known.min(top),
+                _ => top / 2.0,
+            };
+            let best = search(start, top, params.bisections, async |rate| {
+                let base = step(baseline, rate, params).await?;
+                let own = step(target, rate, params).await?;
+                let added = own.latency.p99_ms - base.latency.p99_ms;
+                let ok = sustained(&own, params.p99_budget_ms) && base.ok > 0 && added <= budget.ms;
+                eprintln!(
+                    "   {:<28} within +{} ms? {:>8.0}/s: p99 {:.3} ms vs {:.3} ms ({added:+.3}), errors {} -> {}",
+                    target.name,
+                    budget.ms,
+                    rate,
+                    own.latency.p99_ms,
+                    base.latency.p99_ms,
+                    own.error_count,
+                    if ok { "within" } else { "over" }
+                );
+                for (who, report) in [(baseline, base), (*target, own)] {
+                    steps.push(Step {
+                        round,
+                        target: who.name.clone(),
+                        phase: "added-budget",
+                        sustained: sustained(&report, params.p99_budget_ms),
+                        report,
+                    });
+                }
+                Ok(ok)
+            })
+            .await?;
+            eprintln!("   {:<28} within +{} ms p99 up to {:>8.0} req/s", target.name, budget.ms, best);
+            found.push(best);
         }
         for (index, spec) in params.rates.iter().enumerate() {
             let rate = match spec {
@@ -248,13 +339,14 @@ pub async fn run(file: &SuiteFile, params: &SuiteParams) -> anyhow::Result<Suite
         }
     }
     let rows = rows(file, &steps, &max_rate, &common_rates);
-    let table = render(file, params, &rows, &max_rate, &common_rates);
+    let table = render(file, params, &rows, &max_rate, &common_rates, &within_added);
     Ok(SuiteResult {
         p99_budget_ms: params.p99_budget_ms,
         rounds: params.rounds,
         steps,
         max_rate,
         common_rates,
+        within_added,
         rows,
         table,
     })
@@ -285,28 +377,26 @@ async fn step(target: &Target, rate: f64, params: &SuiteParams) -> anyhow::Resul
     Ok(report)
 }
 
-/// Doubles (or halves) from `start` to bracket the highest sustained rate,
-/// then bisects; returns it (0 when not even 1 request/s is sustained).
+/// Doubles (or halves) from `start` to bracket the highest rate that
+/// `passes`, never above `cap`, then bisects geometrically; returns it (0
+/// when not even 1 request/s passes). Rates are rounded to two figures.
 async fn search(
-    target: &Target,
     start: f64,
-    round: usize,
-    params: &SuiteParams,
-    steps: &mut Vec<Step>,
+    cap: f64,
+    bisections: usize,
+    mut passes: impl AsyncFnMut(f64) -> anyhow::Result<bool>,
 ) -> anyhow::Result<f64> {
+    let cap = round_rate(cap);
     let mut passed: Option<f64> = None;
     let mut failed: Option<f64> = None;
-    let mut rate = round_rate(start.min(params.max_rate));
+    let mut rate = round_rate(start).min(cap);
     for _ in 0..24 {
-        let record = probe(target, rate, round, params).await?;
-        let ok = record.sustained;
-        steps.push(record);
-        if ok {
+        if passes(rate).await? {
             passed = Some(rate);
-            if failed.is_some() || rate >= params.max_rate {
+            if failed.is_some() || rate >= cap {
                 break;
             }
-            rate = round_rate((rate * 2.0).min(params.max_rate));
+            rate = round_rate(rate * 2.0).min(cap);
         } else {
             failed = Some(rate);
             if passed.is_some() || rate <= 1.0 {
@@ -315,19 +405,17 @@ async fn search(
             rate = round_rate(rate / 2.0);
         }
     }
-    for _ in 0..params.bisections {
+    for _ in 0..bisections {
         let (Some(low), Some(high)) = (passed, failed) else { break };
         let middle = round_rate((low * high).sqrt());
         if middle <= low || middle >= high {
             break;
         }
-        let record = probe(target, middle, round, params).await?;
-        if record.sustained {
+        if passes(middle).await? {
             passed = Some(middle);
         } else {
             failed = Some(middle);
         }
-        steps.push(record);
     }
     Ok(passed.unwrap_or(0.0))
 }
@@ -418,6 +506,7 @@ fn render(
     rows: &[Row],
     max_rate: &BTreeMap<String, Vec<f64>>,
     common_rates: &[Vec<f64>],
+    within_added: &[Vec<f64>],
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -490,6 +579,22 @@ fn render(
         let text = median(&per_round).map_or_else(|| "-".to_owned(), |r| format!("{r:.1}x"));
         let _ = writeln!(out, "max req/s ratio {a} / {b}: {text} (median of per-round ratios)");
     }
+    let baseline_max = max_rate.get(&file.baseline).and_then(|v| median(v));
+    for (budget, per_round) in params.added_budgets.iter().zip(within_added) {
+        let rates: Vec<String> = per_round.iter().map(|r| format!("{r:.0}")).collect();
+        let best = median(per_round).unwrap_or(0.0);
+        let own_max = max_rate.get(&budget.target).and_then(|v| median(v));
+        let share = |of: Option<f64>| of.filter(|m| *m > 0.0).map_or_else(|| "-".to_owned(), |m| format!("{:.0}%", 100.0 * best / m));
+        let _ = writeln!(
+            out,
+            "{} within +{} ms p99 of the baseline up to {best:.0} req/s (median; rounds {}): {} of its own max, {} of the baseline's",
+            budget.target,
+            budget.ms,
+            rates.join(", "),
+            share(own_max),
+            share(baseline_max),
+        );
+    }
     out
 }
 
@@ -503,6 +608,48 @@ mod tests {
         assert_eq!(round_rate(141.4), 140.0);
         assert_eq!(round_rate(3.4), 3.0);
         assert_eq!(round_rate(0.2), 1.0);
+    }
+
+    #[test]
+    fn added_budgets_parse() {
+        let budget = "switchyard-model:1".parse::<AddedBudget>().unwrap();
+        assert_eq!(budget, AddedBudget { target: "switchyard-model".to_owned(), ms: 1.0 });
+        assert_eq!("a:b:0.5".parse::<AddedBudget>().unwrap().target, "a:b");
+        for bad in ["switchyard-model", ":1", "x:0", "x:-1", "x:ms", "x:inf"] {
+            assert!(bad.parse::<AddedBudget>().is_err(), "{bad}");
+        }
+    }
+
+    fn searched(start: f64, cap: f64, limit: f64) -> (f64, Vec<f64>) {
+        let mut tried = Vec::new();
+        let found = block_on(search(start, cap, 2, async |rate| {
+            tried.push(rate);
+            Ok(rate <= limit)
+        }));
+        (found, tried)
+    }
+
+    /// Runs a future that never waits (the searches below probe nothing).
+    fn block_on<F: std::future::Future<Output = anyhow::Result<f64>>>(future: F) -> f64 {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(future).unwrap()
+    }
+
+    #[test]
+    fn the_search_brackets_then_bisects_and_respects_its_cap() {
+        // Up from 1000 by doubling until 8000 fails, then two bisections.
+        let (found, tried) = searched(1000.0, 100_000.0, 7300.0);
+        assert_eq!(tried, [1000.0, 2000.0, 4000.0, 8000.0, 5700.0, 6800.0]);
+        assert_eq!(found, 6800.0);
+        // Down by halving when the start fails.
+        let (found, tried) = searched(8000.0, 100_000.0, 1500.0);
+        assert_eq!(tried, [8000.0, 4000.0, 2000.0, 1000.0, 1400.0, 1700.0]);
+        assert_eq!(found, 1400.0);
+        // Never above the cap; a pass at the cap ends the search.
+        let (found, tried) = searched(4000.0, 6000.0, 1e9);
+        assert_eq!(tried, [4000.0, 6000.0]);
+        assert_eq!(found, 6000.0);
+        // Nothing passes: 0.
+        assert_eq!(searched(4.0, 100.0, 0.5).0, 0.0);
     }
 
     #[test]
