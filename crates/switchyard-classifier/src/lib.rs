@@ -267,11 +267,7 @@ pub fn routes_digest(routes: &[RouteSpec]) -> String {
         hasher.update((route.description.len() as u64).to_le_bytes());
         hasher.update(route.description.as_bytes());
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hex::encode(hasher.finalize())
 }
 
 impl RouterIndexes {

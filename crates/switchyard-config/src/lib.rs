@@ -241,5 +241,11 @@ mod layer_tests {
         assert_eq!(KeyHash::from_hex(&hash.to_hex().to_uppercase()), Some(hash));
         assert_eq!(KeyHash::from_hex("zz"), None);
         assert_eq!(KeyHash::from_hex(&"é".repeat(32)), None);
+        // `u8::from_str_radix` reads "+f" as 15: a signed pair is no hex digit.
+        assert_eq!(KeyHash::from_hex(&"+f".repeat(32)), None);
+        assert_eq!(KeyHash::from_hex(&format!(" {} ", hash.to_hex())), Some(hash));
+        assert_eq!(KeyHash::from_hex(&hash.to_hex()[..62]), None);
+        // The known SHA-256 of "x".
+        assert_eq!(hash.to_hex(), "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881");
     }
 }

@@ -40,21 +40,14 @@ impl KeyHash {
     }
 
     /// Parses 64 hex digits (either case).
-    pub fn from_hex(hex: &str) -> Option<KeyHash> {
-        let hex = hex.trim();
-        if hex.len() != 64 || !hex.is_ascii() {
-            return None;
-        }
+    pub fn from_hex(text: &str) -> Option<KeyHash> {
         let mut bytes = [0u8; 32];
-        for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks(2)) {
-            let pair = std::str::from_utf8(pair).ok()?;
-            *byte = u8::from_str_radix(pair, 16).ok()?;
-        }
+        hex::decode_to_slice(text.trim(), &mut bytes).ok()?;
         Some(KeyHash(bytes))
     }
 
     pub fn to_hex(self) -> String {
-        self.0.iter().map(|byte| format!("{byte:02x}")).collect()
+        hex::encode(self.0)
     }
 
     /// Equality in time independent of where the hashes differ.

@@ -35,8 +35,7 @@ fn read_checked(dir: &Path, name: &str, sha256: &str) -> Result<Vec<u8>, Encoder
         path: path.clone(),
         reason: err.to_string(),
     })?;
-    let digest = Sha256::digest(&bytes);
-    let actual: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    let actual = hex::encode(Sha256::digest(&bytes));
     if actual != sha256 {
         return Err(EncoderError::CorruptFile {
             path,

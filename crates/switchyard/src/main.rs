@@ -519,7 +519,7 @@ fn hash_key(generate: bool) -> anyhow::Result<()> {
     use std::io::Read;
     if generate {
         let bytes: [u8; 32] = rand::random();
-        let key = format!("sk-{}", bytes.iter().map(|byte| format!("{byte:02x}")).collect::<String>());
+        let key = format!("sk-{}", hex::encode(bytes));
         println!("key:    {key}");
         println!("sha256: {}", switchyard_config::KeyHash::of(&key).to_hex());
         return Ok(());
