@@ -6,9 +6,10 @@
 #
 # Builds the release binaries, installs LiteLLM's proxy in bench/.venv (once),
 # starts on 127.0.0.1, each on a free port: the fake upstream
-# (switchyard-mock), Switchyard twice (lexical and moe classifier, same
+# (switchyard-mock), the floor proxy (`switchyard-bench floor`: JSON in and
+# out, nothing else), Switchyard twice (lexical and moe classifier, same
 # config otherwise) and LiteLLM's proxy, waits until each answers, then runs
-# `switchyard-bench suite` over six targets and prints one table. Everything
+# `switchyard-bench suite` over seven targets and prints one table. Everything
 # is stopped on exit. Suite flags (defaults: --rounds 3 --step 3 --warmup 1
 # --p99-budget-ms 50 --connections 64) pass through, e.g. `--rounds 5`.
 # Outputs (logs, targets.json, result.json, table.txt) go to bench/out/<time>/.
@@ -102,10 +103,10 @@ body_turn="{\"model\":\"router:software-engineering\",\"max_tokens\":12,\"messag
 route='{"name": "x-model-router-selected-route", "value": "debugging"}'
 chat=/v1/chat/completions
 
-# run_suite DEFAULT_RATES [DEFAULT_BUDGET]: describes the machine, then runs
+# run_suite DEFAULT_RATES [DEFAULT_BUDGETS]: describes the machine, then runs
 # the suite over $out/targets.json (common rates DEFAULT_RATES unless --rates
-# was given; the added-latency budget search DEFAULT_BUDGET unless
-# --added-budget was given).
+# was given; the added-latency budget searches DEFAULT_BUDGETS, separated by
+# spaces, unless --added-budget was given).
 run_suite() {
     {
         echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -sr)"
@@ -117,7 +118,7 @@ run_suite() {
     esac
     case " ${suite_args[*]} " in
         *" --added-budget"*) ;;
-        *) [ -n "${2:-}" ] && suite_args=(--added-budget "$2" "${suite_args[@]}") ;;
+        *) for budget in ${2:-}; do suite_args=(--added-budget "$budget" "${suite_args[@]}"); done ;;
     esac
     "$bin/switchyard-bench" suite --targets "$out/targets.json" --out "$out/result.json" \
         "${suite_args[@]}" | tee "$out/table.txt"
@@ -177,6 +178,15 @@ if [ "$cluster" = 1 ]; then
     exit 0
 fi
 
+# The floor proxy: JSON in, JSON out, one upstream, nothing else; what any
+# OpenAI-shaped proxy costs on this machine.
+floor_port=$(free_port)
+setsid "$bin/switchyard-bench" floor --listen "127.0.0.1:$floor_port" --upstream "$mock_url/chat/completions" \
+    >"$out/floor.log" 2>&1 &
+floor_pid=$!
+pids+=("$floor_pid")
+wait_ready floor "$floor_pid" "http://127.0.0.1:$floor_port$chat" -X POST -H 'content-type: application/json' -d "$body_model"
+
 lex_port=$(free_port)
 setsid "$bin/switchyard" serve --config "$out/switchyard.yaml" --listen "127.0.0.1:$lex_port" \
     --data-dir "$out/data-lexical" >"$out/switchyard-lexical.log" 2>&1 &
@@ -209,6 +219,7 @@ wait_ready switchyard-lexical "$lex_pid" "http://127.0.0.1:$lex_port/readyz"
 {
     echo '{"baseline": "fake", "ratios": [["switchyard-model", "litellm"], ["switchyard-lexical", "litellm"]], "targets": ['
     echo "{\"name\": \"fake\", \"label\": \"fake upstream, direct\", \"url\": \"$mock_url/chat/completions\", \"pids\": [$mock_pid], \"start_rate\": 1000, \"body\": $body_model},"
+    echo "{\"name\": \"floor\", \"label\": \"floor proxy (hyper, JSON in/out)\", \"url\": \"http://127.0.0.1:$floor_port$chat\", \"pids\": [$floor_pid], \"start_rate\": 1000, \"body\": $body_model},"
     echo "{\"name\": \"switchyard-model\", \"label\": \"switchyard, model id\", \"url\": \"http://127.0.0.1:$lex_port$chat\", \"pids\": [$lex_pid], \"start_rate\": 1000, \"body\": $body_model},"
     echo -n "{\"name\": \"switchyard-lexical\", \"label\": \"switchyard, router (lexical)\", \"url\": \"http://127.0.0.1:$lex_port$chat\", \"pids\": [$lex_pid], \"start_rate\": 1000, \"expect_header\": $route, \"body\": $body_router}"
     if [ "$moe" = 1 ]; then
@@ -228,5 +239,6 @@ wait_ready switchyard-lexical "$lex_pid" "http://127.0.0.1:$lex_port/readyz"
 # and half of Switchyard's highest sustained rate by model id (heavy, same
 # round; it moves with the machine). And, each round, the highest rate at
 # which Switchyard by model id stays within 1 ms p99 of the fake hit
-# directly (issue 11's latency target), both measured at each tried rate.
-run_suite '20,4000,0.5*max:switchyard-model' 'switchyard-model:1'
+# directly (issue 11's latency target), both measured at each tried rate;
+# the same for the floor proxy, the least any proxy costs here.
+run_suite '20,4000,0.5*max:switchyard-model' 'switchyard-model:1 floor:1'

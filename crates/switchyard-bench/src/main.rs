@@ -86,6 +86,15 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The floor proxy: JSON in, JSON out, one fixed upstream, nothing else
+    /// (see the `floor` module). Runs until stopped.
+    Floor {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Where every request goes: http://host:port/path (POST).
+        #[arg(long)]
+        upstream: hyper::Uri,
+    },
 }
 
 /// What every load shares: `load` once, `suite` for each of its steps.
@@ -187,6 +196,10 @@ async fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
             print!("{}", result.table);
+        }
+        Command::Floor { listen, upstream } => {
+            anyhow::ensure!(upstream.scheme_str() == Some("http"), "--upstream must be an http:// URL");
+            switchyard_bench::floor::run(listen, upstream).await?;
         }
     }
     Ok(())

@@ -1,5 +1,6 @@
-//! The load generator against two small local servers: connections spread
-//! over every URL, and `{n}` makes each request's header and body unique.
+//! The load generator against two small local servers (connections spread
+//! over every URL, `{n}` makes each request's header and body unique), and
+//! the floor proxy relaying to one of them.
 
 #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
@@ -103,4 +104,40 @@ async fn a_header_value_that_http_refuses_fails_the_run_up_front() {
     };
     assert!(load::run(&spec).await.is_err());
     assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_floor_proxy_relays_json_both_ways_and_answers_502_when_it_cannot() {
+    let (upstream, seen) = server().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap());
+    tokio::spawn(switchyard_bench::floor::serve(listener, upstream.parse().unwrap()));
+    let client = post_once(&proxy, r#"{"model": "m",  "messages": []}"#).await;
+    assert_eq!(client, (200, "{}".to_owned()));
+    // The upstream got the body re-encoded: parsed, then written compactly.
+    assert_eq!(seen.lock().unwrap().as_slice(), [(String::new(), r#"{"messages":[],"model":"m"}"#.to_owned())]);
+    // Not JSON: no upstream call, an OpenAI-shaped 502.
+    let (status, body) = post_once(&proxy, "not json").await;
+    assert_eq!(status, 502);
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["code"], "bad_gateway");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+/// One POST over a fresh hyper connection: (status, body).
+async fn post_once(url: &str, body: &'static str) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let uri: hyper::Uri = url.parse().unwrap();
+    let stream = tokio::net::TcpStream::connect((uri.host().unwrap(), uri.port_u16().unwrap())).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::post(uri.path())
+        .header("host", uri.authority().unwrap().as_str())
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes())))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
 }
