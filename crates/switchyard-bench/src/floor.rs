@@ -32,7 +32,8 @@ pub async fn serve(listener: TcpListener, upstream: Uri) -> anyhow::Result<()> {
     let client: Upstream = Client::builder(TokioExecutor::new()).build(connector);
     loop {
         let (stream, _) = listener.accept().await?;
-        stream.set_nodelay(true)?;
+        // Without it, a connection is slower, not broken: serve it anyway.
+        let _ = stream.set_nodelay(true);
         let (client, upstream) = (client.clone(), upstream.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| forward(client.clone(), upstream.clone(), request));

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -17,80 +16,27 @@ use serde_json::{Value, json};
 use switchyard_mock::{MockConfig, MockServer};
 
 mod common;
-use common::{BIN, Node, START_DEADLINE, cluster_files};
+use common::{BIN, Cluster, START_DEADLINE, cluster_files, route_on};
 
-struct Cluster {
-    _dir: tempfile::TempDir,
-    base: PathBuf,
-    nodes: Vec<Node>,
-    client: reqwest::Client,
-}
+/// How often a wait re-checks its condition.
+const POLL: Duration = Duration::from_millis(50);
 
 impl Cluster {
     /// Writes the configs of nodes 1..=count (the first `initial` of them
     /// are the initial members) without starting anything.
     fn new(upstream: &str, count: u64, initial: u64) -> Cluster {
-        let files = cluster_files(upstream, count, initial);
-        Cluster {
-            _dir: files.dir,
-            base: files.base,
-            nodes: files.nodes,
-            client: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
-        }
-    }
-
-    fn node(&mut self, id: u64) -> &mut Node {
-        self.nodes.iter_mut().find(|node| node.id == id).unwrap()
-    }
-
-    fn start(&mut self, id: u64) {
-        let base = self.base.clone();
-        self.node(id).start(&base);
-    }
-
-    async fn status(&self, id: u64) -> Option<Value> {
-        let node = self.nodes.iter().find(|node| node.id == id)?;
-        let response = self.client.get(node.url("/v1/cluster")).timeout(Duration::from_secs(2)).send().await.ok()?;
-        response.json().await.ok()
-    }
-
-    /// The end of every node's log, on stderr (for a failing test).
-    fn print_logs(&self) {
-        for node in &self.nodes {
-            eprintln!("--- node {} ---\n{}", node.id, node.log_tail());
-        }
-    }
-
-    /// Waits until `check` holds, printing the nodes' logs if it never does.
-    async fn wait_for(&self, what: &str, deadline: Duration, mut check: impl AsyncFnMut(&Cluster) -> bool) {
-        let start = Instant::now();
-        while start.elapsed() < deadline {
-            if check(self).await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        self.print_logs();
-        panic!("timed out after {deadline:?} waiting for {what}");
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        Cluster::from_files(cluster_files(upstream, count, initial), client)
     }
 
     /// The leader every listed node agrees on.
     async fn agreed_leader(&self, ids: &[u64]) -> Option<u64> {
-        let mut leader = None;
-        for id in ids {
-            let status = self.status(*id).await?;
-            let theirs = status["leader"].as_u64()?;
-            if leader.is_some_and(|leader| leader != theirs) || !ids.contains(&theirs) {
-                return None;
-            }
-            leader = Some(theirs);
-        }
-        leader
+        self.agreed_leader_among(ids).await.map(|(leader, _)| leader)
     }
 
     async fn wait_for_leader(&self, ids: &[u64]) -> u64 {
         let ids = ids.to_vec();
-        self.wait_for("a leader all nodes agree on", START_DEADLINE, async |cluster| {
+        self.wait_for("a leader all nodes agree on", START_DEADLINE, POLL, async |cluster| {
             cluster.agreed_leader(&ids).await.is_some()
         })
         .await;
@@ -101,7 +47,7 @@ impl Cluster {
     async fn wait_caught_up(&self, ids: &[u64], id: u64) {
         let ids = ids.to_vec();
         let target = self.status(id).await.unwrap()["last_applied"].as_u64().unwrap();
-        self.wait_for("followers to apply the leader's log", START_DEADLINE, async |cluster| {
+        self.wait_for("followers to apply the leader's log", START_DEADLINE, POLL, async |cluster| {
             for id in &ids {
                 match cluster.status(*id).await {
                     Some(status) if status["last_applied"].as_u64().unwrap_or(0) >= target => {}
@@ -115,10 +61,9 @@ impl Cluster {
 
     /// One chat turn of `session` through node `id`: the model that answered.
     async fn chat(&self, id: u64, session: &str, text: &str) -> Result<String, String> {
-        let node = self.nodes.iter().find(|node| node.id == id).unwrap();
         let response = self
             .client
-            .post(node.url("/v1/chat/completions"))
+            .post(self.node(id).url("/v1/chat/completions"))
             .header("X-Model-Affinity", session)
             .json(&json!({ "model": "router:eng", "messages": [{ "role": "user", "content": text }] }))
             .send()
@@ -135,28 +80,16 @@ impl Cluster {
     async fn chat_or_logs(&self, id: u64, session: &str, text: &str) -> String {
         match self.chat(id, session, text).await {
             Ok(model) => model,
-            Err(err) => {
-                self.print_logs();
-                panic!("session {session} through node {id}: {err}");
-            }
+            Err(err) => self.fail(&format!("session {session} through node {id}: {err}")),
         }
     }
 
     /// A session's pin as node `id` reads it (`/v1/route`: no upstream call,
     /// no write), with the affinity status.
     async fn pinned(&self, id: u64, session: &str) -> (String, String) {
-        let node = self.nodes.iter().find(|node| node.id == id).unwrap();
-        let body: Value = self
-            .client
-            .post(node.url("/v1/route"))
-            .header("X-Model-Affinity", session)
-            .json(&json!({ "model": "router:eng", "messages": [{ "role": "user", "content": "and the next step?" }] }))
-            .send()
+        let body = route_on(&self.client, &self.node(id).url(""), session, Duration::from_secs(20))
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .unwrap_or_else(|err| self.fail(&format!("session {session} through node {id}: {err}")));
         (body["model"].as_str().unwrap().to_owned(), body["affinity"].as_str().unwrap().to_owned())
     }
 
@@ -206,7 +139,7 @@ async fn pins_survive_leader_loss_restarts_and_membership_changes() {
     for i in 0..total {
         if i == total / 2 {
             behind_from = cluster.status(leader).await.unwrap()["last_log_index"].as_u64().unwrap();
-            cluster.node(leader).kill();
+            cluster.node_mut(leader).kill();
             alive.retain(|id| *id != leader);
             killed_at = Some(Instant::now());
         }
@@ -259,7 +192,7 @@ async fn pins_survive_leader_loss_restarts_and_membership_changes() {
     // once caught a restarted node routing such a turn unpinned).
     cluster.start(leader);
     cluster
-        .wait_for("the restarted node to listen", START_DEADLINE, async |cluster| cluster.status(leader).await.is_some())
+        .wait_for("the restarted node to listen", START_DEADLINE, POLL, async |cluster| cluster.status(leader).await.is_some())
         .await;
     cluster.assert_pins(leader, &pins).await;
     let everyone = [1, 2, 3];
@@ -275,7 +208,7 @@ async fn pins_survive_leader_loss_restarts_and_membership_changes() {
     // installing the snapshot.
     let leader = cluster.wait_for_leader(&everyone).await;
     cluster
-        .wait_for("the leader to compact its log", START_DEADLINE, async |cluster| {
+        .wait_for("the leader to compact its log", START_DEADLINE, POLL, async |cluster| {
             let status = cluster.status(leader).await;
             status.is_some_and(|status| status["purged_index"].as_u64().is_some())
         })
@@ -283,7 +216,7 @@ async fn pins_survive_leader_loss_restarts_and_membership_changes() {
     let purged = cluster.status(leader).await.unwrap()["purged_index"].as_u64().unwrap();
     cluster.start(4);
     cluster
-        .wait_for("node 4 to listen", START_DEADLINE, async |cluster| cluster.status(4).await.is_some())
+        .wait_for("node 4 to listen", START_DEADLINE, POLL, async |cluster| cluster.status(4).await.is_some())
         .await;
     let (raft4, http4) = (cluster.node(4).raft, cluster.node(4).http);
     let output = Command::new(BIN)
@@ -307,7 +240,7 @@ async fn pins_survive_leader_loss_restarts_and_membership_changes() {
     // A follower dies (SIGKILL); pins keep being written and read; it
     // comes back and catches up.
     let follower = [1, 3].into_iter().find(|id| *id != leader).unwrap();
-    cluster.node(follower).kill();
+    cluster.node_mut(follower).kill();
     let others: Vec<u64> = four.iter().copied().filter(|id| *id != follower).collect();
     for i in 0..10 {
         let session = format!("follower-down-{i}");
@@ -332,7 +265,7 @@ async fn pins_survive_leader_loss_restarts_and_membership_changes() {
         .unwrap();
     assert_eq!(voters(&removed), 3, "{removed}");
     assert!(removed["members"].as_array().unwrap().iter().all(|m| m["id"] != json!(2)));
-    cluster.node(2).stop();
+    cluster.node_mut(2).stop();
     let rest = [1, 3, 4];
     let leader = cluster.wait_for_leader(&rest).await;
     cluster.assert_pins(3, &pins).await;
@@ -342,7 +275,7 @@ async fn pins_survive_leader_loss_restarts_and_membership_changes() {
     pins.insert("after-removal".to_owned(), model);
     cluster.wait_caught_up(&rest, leader).await;
     for id in rest {
-        cluster.node(id).stop();
+        cluster.node_mut(id).stop();
     }
     for id in rest {
         cluster.start(id);
@@ -355,9 +288,8 @@ async fn pins_survive_leader_loss_restarts_and_membership_changes() {
     println!("{} pins checked on every node after a full-cluster restart", pins.len());
 
     // The leader's metrics: role, members, and the pins written through it.
-    let leader_node = cluster.nodes.iter().find(|node| node.id == leader).unwrap();
     cluster.chat(leader, "metrics-check", ASKS[2]).await.unwrap();
-    let metrics = cluster.client.get(leader_node.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = cluster.client.get(cluster.node(leader).url("/metrics")).send().await.unwrap().text().await.unwrap();
     for line in [
         "switchyard_cluster_is_leader 1",
         &format!("switchyard_cluster_leader {leader}"),
@@ -374,7 +306,7 @@ async fn pins_survive_leader_loss_restarts_and_membership_changes() {
     // write gives up.
     let survivor = leader;
     for id in rest.into_iter().filter(|id| *id != survivor) {
-        cluster.node(id).stop();
+        cluster.node_mut(id).stop();
     }
     let (session, model) = pins.iter().next().unwrap();
     assert_eq!(&cluster.chat_or_logs(survivor, session, "still there?").await, model);
