@@ -65,6 +65,13 @@ fn segment_name(seq: u64) -> String {
     format!("{PREFIX}{seq:012}{SUFFIX}")
 }
 
+/// Segment `seq` in `dir`, opened (or created) for appending, with its path.
+fn open_segment(dir: &Path, seq: u64) -> Result<(PathBuf, BufWriter<File>), MetricsError> {
+    let path = dir.join(segment_name(seq));
+    let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+    Ok((path, BufWriter::with_capacity(WRITE_BUFFER, file)))
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MetricsError + '_ {
     move |source| MetricsError::DecisionLog(format!("{}: {source}", path.display()))
 }
@@ -90,15 +97,14 @@ impl DecisionRing {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let segments = segments.max(2);
         let seq = existing(dir)?.last().copied().unwrap_or(0);
-        let path = dir.join(segment_name(seq));
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
-        let current_bytes = file.metadata().map_err(io(&path))?.len();
+        let (path, current) = open_segment(dir, seq)?;
+        let current_bytes = current.get_ref().metadata().map_err(io(&path))?.len();
         Ok(DecisionRing {
             dir: dir.to_owned(),
             segment_bytes: (max_bytes / segments as u64).max(4096),
             segments,
             seq,
-            current: BufWriter::with_capacity(WRITE_BUFFER, file),
+            current,
             current_path: path,
             current_bytes,
             line: Vec::with_capacity(1024),
@@ -122,10 +128,7 @@ impl DecisionRing {
     fn rotate(&mut self) -> Result<(), MetricsError> {
         self.flush()?;
         self.seq += 1;
-        let path = self.dir.join(segment_name(self.seq));
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
-        self.current = BufWriter::with_capacity(WRITE_BUFFER, file);
-        self.current_path = path;
+        (self.current_path, self.current) = open_segment(&self.dir, self.seq)?;
         self.current_bytes = 0;
         let seqs = existing(&self.dir)?;
         for old in seqs.iter().take(seqs.len().saturating_sub(self.segments)) {
