@@ -211,6 +211,11 @@ fn sustained(report: &LoadReport, budget_ms: f64) -> bool {
         && report.ok as f64 >= 0.97 * report.scheduled as f64
 }
 
+/// `name`'s highest sustained rate in the round being run (0 if none).
+fn this_round(max_rate: &BTreeMap<String, Vec<f64>>, name: &str) -> f64 {
+    max_rate.get(name).and_then(|rates| rates.last().copied()).unwrap_or(0.0)
+}
+
 /// Rates to two significant figures (at least 1): the steps of a search.
 fn round_rate(rate: f64) -> f64 {
     if rate < 10.0 {
@@ -221,21 +226,16 @@ fn round_rate(rate: f64) -> f64 {
 }
 
 pub async fn run(file: &SuiteFile, params: &SuiteParams) -> anyhow::Result<SuiteResult> {
-    anyhow::ensure!(
-        file.targets.iter().any(|t| t.name == file.baseline),
-        "baseline `{}` is not a target",
-        file.baseline
-    );
-    for spec in &params.rates {
-        if let RateSpec::MaxOf(_, name) = spec {
-            anyhow::ensure!(file.targets.iter().any(|t| &t.name == name), "--rates: no target `{name}`");
-        }
-    }
     let baseline = file
         .targets
         .iter()
         .find(|t| t.name == file.baseline)
         .with_context(|| format!("baseline `{}` is not a target", file.baseline))?;
+    for spec in &params.rates {
+        if let RateSpec::MaxOf(_, name) = spec {
+            anyhow::ensure!(file.targets.iter().any(|t| &t.name == name), "--rates: no target `{name}`");
+        }
+    }
     let mut budgeted = Vec::new();
     for budget in &params.added_budgets {
         let target = file.targets.iter().find(|t| t.name == budget.target);
@@ -265,7 +265,7 @@ pub async fn run(file: &SuiteFile, params: &SuiteParams) -> anyhow::Result<Suite
             max_rate.entry(target.name.clone()).or_default().push(best);
         }
         for ((budget, target), found) in params.added_budgets.iter().zip(&budgeted).zip(&mut within_added) {
-            let top = max_rate.get(&target.name).and_then(|v| v.last().copied()).unwrap_or(0.0);
+            let top = this_round(&max_rate, &target.name);
             if top <= 0.0 {
                 found.push(0.0);
                 continue;
@@ -308,7 +308,7 @@ pub async fn run(file: &SuiteFile, params: &SuiteParams) -> anyhow::Result<Suite
             let rate = match spec {
                 RateSpec::Fixed(rate) => *rate,
                 RateSpec::MaxOf(factor, name) => {
-                    let top = max_rate.get(name).and_then(|v| v.last().copied()).unwrap_or(0.0);
+                    let top = this_round(&max_rate, name);
                     if top > 0.0 { round_rate(factor * top) } else { 0.0 }
                 }
             };
@@ -317,7 +317,7 @@ pub async fn run(file: &SuiteFile, params: &SuiteParams) -> anyhow::Result<Suite
                 continue;
             }
             for target in &order {
-                let own = max_rate.get(&target.name).and_then(|v| v.last().copied()).unwrap_or(0.0);
+                let own = this_round(&max_rate, &target.name);
                 // A target is compared only at rates it sustained this round
                 // (the baseline always runs: it is the reference).
                 if target.name != file.baseline && own < rate {
